@@ -1,0 +1,24 @@
+# cbma: coordinate-based meta-analysis, from foci files to corrected maps.
+# Usage: snakemake --cores N   (config.yaml; or --configfile my.yaml)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+# --configfile replaces the default config instead of being merged into it.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/ma_maps.smk"
+include: "workflow/rules/estimate.smk"
+include: "workflow/rules/fwe.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

@@ -1,0 +1,79 @@
+"""Shared helpers: paths, the reference data, and running the workflow in a temp folder."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+REFERENCE = SHARED / "reference"
+SLEUTH = SHARED / "data" / "sleuth"
+MASK = REPO / "resources" / "templates" / "MNI152_2x2x2_brainmask.nii.gz"
+KNOWLEDGE = REPO / "resources" / "data" / "semantic_knowledge_children.txt"
+RELATED = REPO / "resources" / "data" / "semantic_relatedness_children.txt"
+
+needs_shared = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared is not present")
+
+
+def smk(workdir, *args, cores=1, check=True):
+    """Run snakemake on the repo's Snakefile in ``workdir`` with ``workdir/config.yaml``."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(workdir), "--configfile", str(Path(workdir) / "config.yaml"),
+           "--cores", str(cores), *args]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)}\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+def planned_jobs(workdir, *args):
+    """``{rule: count}`` of a dry run ({} when there is nothing to do)."""
+    res = smk(workdir, "--dry-run", "--quiet", "rules", *args)
+    text = res.stdout + res.stderr
+    if "Nothing to be done" in text:
+        return {}
+    counts = {}
+    for line in text.split("Job stats:", 1)[1].splitlines()[3:]:
+        m = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        counts[m.group(1)] = int(m.group(2))
+    counts.pop("total", None)
+    return counts
+
+
+def small_config(**correction):
+    """Both bundled datasets, few iterations: a fast end-to-end run."""
+    corr = {"n_iters": 200, **correction}
+    return {
+        "seed": 7,
+        "chunk_size": 100,
+        "datasets": {
+            # relative to the workflow folder: exercises the bundled-path fallback
+            "knowledge": {"path": "resources/data/semantic_knowledge_children.txt",
+                          "format": "sleuth"},
+            "related": {"path": str(RELATED), "format": "sleuth"},
+        },
+        "analyses": {
+            "knowledge": {"dataset": "knowledge", "correction": dict(corr)},
+            "related": {"dataset": "related", "correction": dict(corr)},
+        },
+    }
+
+
+def write_config(workdir, config):
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    (Path(workdir) / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """The README's default run (config.yaml: 5,000 iterations per analysis), done once."""
+    workdir = tmp_path_factory.mktemp("default_run")
+    write_config(workdir, yaml.safe_load((REPO / "config.yaml").read_text()))
+    smk(workdir, cores=2)
+    return workdir / "results"

@@ -1,0 +1,72 @@
+"""The Monte Carlo null: compiled loop against the plain version, seeding, FWE maps."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import KNOWLEDGE, MASK
+
+from cbma import correct, io, kernels, null, space
+
+
+@pytest.fixture(scope="module")
+def model():
+    table = io.read_dataset(KNOWLEDGE, "sleuth")
+    exps = io.experiments_table(table)
+    mask = space.load_mask(MASK)
+    return null.RandomFociModel(exps["n_foci"], kernels.experiment_fwhms(exps["sample_size"]),
+                                mask)
+
+
+def test_compiled_iterations_equal_the_plain_reference(model):
+    out = null.run_iterations(model, 3, "knowledge", range(5), 0.01146)
+    centres = model.draw(3, "knowledge", range(5))
+    for row, c in zip(out, centres, strict=True):
+        ref = null.iteration_reference(model, c, 0.01146)
+        assert row[0] == pytest.approx(ref[0], abs=1e-15)
+        assert row[1] == ref[1]
+        assert row[2] == pytest.approx(ref[2], abs=1e-12)
+
+
+def test_iterations_do_not_depend_on_chunking_or_order(model):
+    whole = null.run_iterations(model, 0, "a", range(12), 0.01146)
+    parts = np.vstack([null.run_iterations(model, 0, "a", range(8, 12), 0.01146, batch=3),
+                       null.run_iterations(model, 0, "a", range(0, 8), 0.01146)])
+    np.testing.assert_array_equal(whole, np.vstack([parts[4:], parts[:4]]))
+    other_seed = null.run_iterations(model, 1, "a", range(12), 0.01146)
+    other_analysis = null.run_iterations(model, 0, "b", range(12), 0.01146)
+    assert not np.array_equal(whole, other_seed) and not np.array_equal(whole, other_analysis)
+
+
+def test_random_foci_stay_in_the_mask(model):
+    centres = model.draw(0, "a", range(50)).ravel()
+    assert model.in_mask[centres].all()
+
+
+def test_planted_convergence_is_significant_and_noise_is_not():
+    """Experiments that all report the same spot form a cluster that survives FWE."""
+    mask = space.load_mask(MASK)
+    rng = np.random.default_rng(0)
+    n_exp, per = 15, 6
+    candidates = np.argwhere(mask.data)
+    ijk = candidates[rng.integers(0, len(candidates), n_exp * per)]
+    planted = space.mm_to_vox([[-44, 20, 10]], mask.affine)[0]
+    ijk[::per] = planted + rng.integers(-1, 2, size=(n_exp, 3))  # one focus each, jittered
+    row = np.repeat(np.arange(n_exp), per)
+    fwhms = kernels.experiment_fwhms(np.full(n_exp, 20))
+    from cbma import estimators
+
+    ma = kernels.ale_ma_maps(ijk, row, fwhms, mask)
+    maps, hist = estimators.ale(ma)
+    thr = estimators.null_threshold(0.001, *hist)
+    model = null.RandomFociModel(np.full(n_exp, per), fwhms, mask)
+    nulls = pd.DataFrame(null.run_iterations(model, 0, "planted", range(200), thr),
+                         columns=null.NULL_COLUMNS[1:])
+    p, clusters = correct.fwe_montecarlo(maps["stat"], mask, thr, nulls["max_stat"],
+                                         nulls["max_cluster_size"], nulls["max_cluster_mass"])
+    sig = p["desc-size_level-cluster"] < 0.05
+    assert sig.any()
+    sig_xyz = space.vox_to_mm(np.argwhere(mask.unmask(sig.astype(float)) > 0), mask.affine)
+    peak = sig_xyz[np.argmin(np.linalg.norm(sig_xyz - [-44, 20, 10], axis=1))]
+    assert np.linalg.norm(peak - [-44, 20, 10]) < 4
+    # nothing significant far from the planted spot
+    assert np.linalg.norm(sig_xyz - [-44, 20, 10], axis=1).max() < 20

@@ -1,0 +1,210 @@
+"""End to end: the workflow as a user runs it, in a temporary working directory."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import (
+    REFERENCE,
+    REPO,
+    SLEUTH,
+    needs_shared,
+    planned_jobs,
+    small_config,
+    smk,
+    write_config,
+)
+from scipy import stats
+
+from cbma.provenance import sha256
+
+ANALYSES = ["knowledge", "related"]
+CLUSTER_MAPS = ["z_desc-size_level-cluster_corr-FWE_method-montecarlo",
+                "z_desc-mass_level-cluster_corr-FWE_method-montecarlo"]
+Z_ALPHA = 1.6449  # one-sided z of p = 0.05
+
+
+def _data(path):
+    return np.asanyarray(nib.load(path).dataobj)
+
+
+# ---------------------------------------------------------------- parity ----
+
+@needs_shared
+@pytest.mark.parametrize("analysis", ANALYSES)
+def test_default_run_matches_nimare_uncorrected(default_run, analysis):
+    out = default_run / "analyses" / analysis
+    ref = REFERENCE / analysis
+    assert np.abs(_data(out / "stat.nii.gz") - _data(ref / f"{analysis}_stat.nii.gz")).max() < 1e-6
+    assert np.abs(_data(out / "z.nii.gz") - _data(ref / f"{analysis}_z.nii.gz")).max() < 0.01
+
+
+def _order_statistic_interval(sample, q, z=4.0):
+    """Distribution-free interval for the difference of two q-quantiles of n draws each."""
+    s = np.sort(sample)
+    n = s.size
+    half = z * np.sqrt(2 * n * q * (1 - q))
+    return s[int(np.floor(q * n - half))], s[int(np.ceil(q * n + half))]
+
+
+@needs_shared
+@pytest.mark.parametrize("analysis", ANALYSES)
+def test_default_run_fwe_null_matches_nimare(default_run, analysis):
+    ours = pd.read_csv(default_run / "analyses" / analysis / "null_distributions.tsv", sep="\t")
+    ref = np.load(REFERENCE / analysis / "fwe_n5000" / "null_distributions.npz")
+    assert len(ours) == 5000
+    pairs = {"max_stat": "values_level-voxel_corr-fwe_method-montecarlo",
+             "max_cluster_size": "values_desc-size_level-cluster_corr-fwe_method-montecarlo",
+             "max_cluster_mass": "values_desc-mass_level-cluster_corr-fwe_method-montecarlo"}
+    for col, key in pairs.items():
+        lo, hi = _order_statistic_interval(ours[col].to_numpy(), 0.95)
+        assert lo <= np.percentile(ref[key], 95) <= hi, col
+        assert stats.ks_2samp(ours[col], ref[key]).pvalue > 0.001, col
+
+
+@needs_shared
+@pytest.mark.parametrize("analysis", ANALYSES)
+def test_default_run_significant_clusters_match_nimare(default_run, analysis):
+    out = default_run / "analyses" / analysis
+    for name in CLUSTER_MAPS:
+        ours = _data(out / f"{name}.nii.gz") > Z_ALPHA
+        ref = _data(REFERENCE / analysis / "fwe_n5000" / f"{analysis}_{name}.nii.gz") > Z_ALPHA
+        dice = 2 * (ours & ref).sum() / (ours.sum() + ref.sum())
+        assert dice >= 0.95, (name, dice)
+        thresholded = _data(out / f"{name}_thresholded.nii.gz")
+        np.testing.assert_array_equal(thresholded != 0, ours & (_data(out / "z.nii.gz") > 0))
+
+
+def test_default_run_summary_and_sidecars(default_run):
+    summary = json.loads((default_run / "analyses" / "knowledge" / "fwe_summary.json").read_text())
+    assert summary["n_iters"] == 5000 and summary["cluster_forming_threshold"] == 0.01146
+    assert summary["clusters"]["sizes"][:4] == [407, 398, 155, 95]
+    maps = sorted((default_run / "analyses").glob("*/*.nii.gz"))
+    assert len(maps) == 2 * 13
+    for path in maps:
+        side = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
+        assert side["output"] == path.name and side["versions"]["cbma"]
+        assert side["rule"] in {"estimate", "fwe_correct"}
+        for inp, meta in side["inputs"].items():
+            file = Path(inp) if Path(inp).is_absolute() else default_run.parent / inp
+            assert sha256(file) == meta["sha256"], inp
+
+
+# ---------------------------------------------------- reproducibility ----
+
+def _comparable(results):
+    """Every output's bytes (sidecars without their timing block), benchmarks aside."""
+    out = {}
+    for path in sorted(results.rglob("*")):
+        if path.is_dir() or "benchmarks" in path.parts:
+            continue
+        rel = str(path.relative_to(results))
+        if path.suffix == ".json":
+            data = json.loads(path.read_text())
+            data.pop("timing", None)
+            out[rel] = json.dumps(data, sort_keys=True)
+        else:
+            out[rel] = path.read_bytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_runs(tmp_path_factory):
+    runs = {}
+    for cores in (1, 2):
+        workdir = tmp_path_factory.mktemp(f"cores{cores}")
+        write_config(workdir, small_config())
+        smk(workdir, cores=cores)
+        runs[cores] = workdir
+    return runs
+
+
+def test_outputs_are_byte_identical_across_cores(small_runs):
+    one = _comparable(small_runs[1] / "results")
+    two = _comparable(small_runs[2] / "results")
+    assert len(one) > 50 and one.keys() == two.keys()
+    differing = [k for k in one if one[k] != two[k]]
+    assert not differing
+
+
+def test_rerun_triggers(small_runs, tmp_path):
+    workdir = tmp_path / "w"
+    subprocess.run(["cp", "-a", str(small_runs[2]), str(workdir)], check=True)
+    assert planned_jobs(workdir) == {}
+    # alpha only changes the gather
+    write_config(workdir, small_config(alpha=0.01))
+    assert planned_jobs(workdir) == {"fwe_correct": 2, "all": 1}
+    # more iterations: only the new chunk of each analysis, then the gather
+    write_config(workdir, small_config(n_iters=300))
+    assert planned_jobs(workdir) == {"fwe_null": 2, "fwe_correct": 2, "all": 1}
+    smk(workdir, cores=2)
+    before = pd.read_csv(small_runs[2] / "results/analyses/knowledge/null_distributions.tsv",
+                         sep="\t")
+    after = pd.read_csv(workdir / "results/analyses/knowledge/null_distributions.tsv", sep="\t")
+    assert len(after) == 300
+    pd.testing.assert_frame_equal(after.iloc[:200], before)
+    # a kernel change re-runs that analysis from its MA maps on
+    cfg = small_config(n_iters=300)
+    cfg["analyses"]["related"]["kernel"] = {"fwhm": 10}
+    write_config(workdir, cfg)
+    assert planned_jobs(workdir) == {"ma_maps": 1, "estimate": 1, "fwe_null": 3,
+                                     "fwe_correct": 1, "all": 1}
+    # a new analysis of an existing dataset reuses its MA maps and leaves others alone
+    cfg = small_config(n_iters=300)
+    cfg["analyses"]["knowledge_again"] = dict(cfg["analyses"]["knowledge"])
+    write_config(workdir, cfg)
+    assert planned_jobs(workdir) == {"estimate": 1, "fwe_null": 3, "fwe_correct": 1, "all": 1}
+
+
+# ------------------------------------------------------------ bad input ----
+
+@needs_shared
+@pytest.mark.parametrize("name, line", [("test_sleuth_file3.txt", 5),
+                                        ("test_sleuth_file4.txt", 5),
+                                        ("test_sleuth_file5.txt", 1)])
+def test_malformed_sleuth_stops_at_ingest(tmp_path, name, line):
+    write_config(tmp_path, {"datasets": {"bad": {"path": str(SLEUTH / name), "format": "sleuth"}},
+                            "analyses": {"bad": {"dataset": "bad"}}})
+    res = smk(tmp_path, cores=2, check=False)
+    assert res.returncode != 0
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("cbma error:")]
+    assert errors == [f"cbma error: {SLEUTH / name}, line {line}: " + errors[0].split(": ", 2)[2]]
+    assert not (tmp_path / "results" / "analyses").exists()
+    assert not list((tmp_path / "results" / "datasets").rglob("*.tsv"))
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"colour": "red"}, "unknown key colour"),
+    ({"seed": -1}, "seed: -1 is less than the minimum of 0"),
+    ({"analyses": {"a": {"dataset": "nope"}}}, "analyses.a.dataset: no dataset named 'nope'"),
+    ({"analyses": {"a": {"dataset": "knowledge", "correction": {"alpha": 2}}}},
+     "analyses.a.correction.alpha"),
+    ({"analyses": {"a": {"dataset": "knowledge", "kernel": {"fwhm": 8, "sample_size": 9}}}},
+     "give only one of fwhm and sample_size"),
+    ({"datasets": {"knowledge": {"path": "missing.txt", "format": "sleuth"}}},
+     "datasets.knowledge.path: file 'missing.txt' not found"),
+])
+def test_invalid_config_is_one_line_naming_the_key(tmp_path, change, words):
+    cfg = small_config()
+    for key, value in change.items():
+        if isinstance(value, dict) and key == "datasets":
+            cfg[key].update(value)
+        else:
+            cfg[key] = value
+    write_config(tmp_path, cfg)
+    res = smk(tmp_path, "--dry-run", check=False)
+    assert res.returncode != 0
+    errors = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("cbma error")]
+    assert len(errors) == 1 and words in errors[0], res.stdout + res.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_lint_is_clean():
+    res = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr

@@ -1,0 +1,122 @@
+# Config checking and the input functions of the rules.
+import math
+import re
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from cbma.config import check_config
+from cbma.errors import CbmaError
+from cbma.provenance import code_fingerprint, sidecar_path
+
+WORKFLOW_DIR = Path(workflow.basedir)
+SCHEMA = WORKFLOW_DIR / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def fail(message):
+    """Stop before any job runs, with one line naming the problem."""
+    print(f"cbma error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+try:
+    check_config(config, SCHEMA)
+except CbmaError as exc:
+    fail(exc)
+validate(config, schema=SCHEMA)  # fills in the schema's defaults
+
+
+def resolve(path, key):
+    """A config path: relative to the working directory, else to the workflow folder."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return str(p)
+    bundled = WORKFLOW_DIR / p
+    if bundled.exists():
+        return str(bundled)
+    fail(
+        f"config: {key}: file {path!r} not found (looked in {Path.cwd()} and {WORKFLOW_DIR})"
+    )
+
+
+MASK = resolve(config["mask"], "mask")
+DATASETS = config["datasets"]
+ANALYSES = config["analyses"]
+DATASET_FILES = {
+    name: [
+        resolve(p, f"datasets.{name}.path")
+        for p in ([d["path"]] if isinstance(d["path"], str) else d["path"])
+    ]
+    for name, d in DATASETS.items()
+}
+
+
+def kernel_id(kernel):
+    """File-name id of an ALE kernel setting: ale, ale-fwhm10, ale-n20."""
+    if "fwhm" in kernel:
+        return f"ale-fwhm{kernel['fwhm']:g}"
+    if "sample_size" in kernel:
+        return f"ale-n{kernel['sample_size']:g}"
+    return "ale"
+
+
+KERNELS = {kernel_id(a["kernel"]): a["kernel"] for a in ANALYSES.values()}
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    analysis="|".join(ANALYSES),
+    kernel="|".join(map(re.escape, KERNELS)),
+    chunk=r"\d+",
+
+
+FWE_NAMES = [
+    f"{value}_{level}_corr-FWE_method-montecarlo"
+    for level in ["level-voxel", "desc-size_level-cluster", "desc-mass_level-cluster"]
+    for value in ["z", "logp"]
+]
+THRESHOLDED_NAMES = [
+    f"z_{level}_corr-FWE_method-montecarlo_thresholded"
+    for level in ["level-voxel", "desc-size_level-cluster", "desc-mass_level-cluster"]
+]
+
+
+def with_sidecars(paths):
+    """Data outputs followed by their JSON provenance sidecars."""
+    return [*paths, *[sidecar_path(p) for p in paths]]
+
+
+def analysis_files(names, ext=".nii.gz"):
+    return [f"results/analyses/{{analysis}}/{n}{ext}" for n in names]
+
+
+def ma_file(wildcards):
+    a = ANALYSES[wildcards.analysis]
+    return f"results/datasets/{a['dataset']}/ma-{kernel_id(a['kernel'])}.npz"
+
+
+def coordinates_file(wildcards):
+    return f"results/datasets/{ANALYSES[wildcards.analysis]['dataset']}/coordinates.tsv"
+
+
+def correction(wildcards):
+    return ANALYSES[wildcards.analysis]["correction"]
+
+
+def n_chunks(analysis):
+    return math.ceil(ANALYSES[analysis]["correction"]["n_iters"] / config["chunk_size"])
+
+
+def null_chunks(wildcards):
+    return [
+        f"results/analyses/{wildcards.analysis}/fwe_null/chunk-{c}.tsv"
+        for c in range(n_chunks(wildcards.analysis))
+    ]
+
+
+def final_outputs():
+    names = ["stat", "p", "z", "logp", *FWE_NAMES, *THRESHOLDED_NAMES]
+    return [f"results/analyses/{a}/{n}.nii.gz" for a in ANALYSES for n in names] + [
+        f"results/analyses/{a}/fwe_summary.json" for a in ANALYSES
+    ]
