@@ -5,6 +5,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+report: "workflow/report/workflow.rst"
+
+
 # --configfile replaces the default config instead of being merged into it.
 if not workflow.config_settings.configfiles:
 
@@ -16,6 +19,7 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/ma_maps.smk"
 include: "workflow/rules/estimate.smk"
 include: "workflow/rules/fwe.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

@@ -208,3 +208,21 @@ def test_lint_is_clean():
     res = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_foci_outside_the_mask_are_kept_or_dropped(tmp_path):
+    target = "results/datasets/knowledge/coordinates.tsv"
+    counts = {}
+    for drop in (False, True):
+        workdir = tmp_path / str(drop)
+        cfg = small_config()
+        cfg["datasets"]["knowledge"]["drop_outside_mask"] = drop
+        write_config(workdir, cfg)
+        smk(workdir, target)
+        table = pd.read_csv(workdir / target, sep="\t")
+        side = json.loads((workdir / target.replace(".tsv", ".json")).read_text())
+        assert side["n_foci_outside_mask"] == 14
+        counts[drop] = len(table)
+        log = (workdir / "logs" / "ingest" / "knowledge.log").read_text()
+        assert log.count("focus outside the mask") == 14
+    assert counts == {False: 262, True: 248}

@@ -117,6 +117,6 @@ def null_chunks(wildcards):
 
 def final_outputs():
     names = ["stat", "p", "z", "logp", *FWE_NAMES, *THRESHOLDED_NAMES]
-    return [f"results/analyses/{a}/{n}.nii.gz" for a in ANALYSES for n in names] + [
-        f"results/analyses/{a}/fwe_summary.json" for a in ANALYSES
-    ]
+    maps = [f"results/analyses/{a}/{n}.nii.gz" for a in ANALYSES for n in names]
+    summaries = [f"results/analyses/{a}/fwe_summary.json" for a in ANALYSES]
+    return [*maps, *summaries, "results/report.html"]

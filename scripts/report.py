@@ -1,0 +1,56 @@
+"""Rule report: one self-contained HTML page for the whole run."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+import cbma
+from cbma import io, provenance, report
+from cbma.runner import run
+
+
+def _json(path):
+    return json.loads(Path(path).read_text())
+
+
+def main(job):
+    smk = job.smk
+    config = smk.params.config
+    sections, inputs = [], {}
+    for name in smk.params.analyses:
+        analysis = config["analyses"][name]
+        dataset = analysis["dataset"]
+        base = Path("results/analyses") / name
+        coords = io.read_tsv(f"results/datasets/{dataset}/coordinates.tsv")
+        ingest = _json(f"results/datasets/{dataset}/coordinates.json")
+        ma = next(p for p in smk.input.ma_sidecars if p.startswith(f"results/datasets/{dataset}/"))
+        ma_record = {**_json(ma), "n_foci_outside_mask": ingest["n_foci_outside_mask"],
+                     "outside_mask_foci": ingest["outside_mask_foci"]}
+        figures = [
+            ("Foci of every experiment", base / "figures" / "foci.png"),
+            ("z in clusters surviving cluster-level FWE (size), glass brain",
+             base / "figures" / "glass.png"),
+            ("The same, axial slices", base / "figures" / "slices.png"),
+        ]
+        sections.append(report.analysis_section(
+            name, analysis, coords, ma_record, _json(base / "fwe_summary.json"), figures,
+            config["seed"], cbma.__version__))
+        for path, meta in ingest["inputs"].items():
+            inputs[path] = meta["sha256"]
+    inputs_table = pd.DataFrame({"file": list(inputs), "sha256": list(inputs.values())})
+    report.render({
+        "title": "cbma report",
+        "version": cbma.__version__,
+        "sections": sections,
+        "methods": [s["methods"] for s in sections],
+        "references": list(report.REFERENCES.values()),
+        "versions": provenance.versions(),
+        "inputs_html": report.table_html(inputs_table),
+        "config_yaml": yaml.safe_dump(config, sort_keys=False),
+    }, smk.output[0])
+    job.log(f"report with {len(sections)} sections: {smk.output[0]}", echo=True)
+
+
+run(snakemake, main)  # noqa: F821

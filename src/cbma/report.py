@@ -1,0 +1,248 @@
+"""Figures and the self-contained HTML report of a run.
+
+Figures are static PNGs made with nilearn's plotting (matplotlib, Agg
+backend), written without timestamps so the same maps give the same bytes.
+The report embeds them (base64), so the single HTML file can be sent to a
+co-author as it is.
+"""
+
+import base64
+import html
+import io as _io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: E402
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+PNG_METADATA = {"Software": None}
+
+REFERENCES = {
+    "turkeltaub2002": "Turkeltaub, P. E., Eden, G. F., Jones, K. M., & Zeffiro, T. A. (2002). "
+    "Meta-analysis of the functional neuroanatomy of single-word reading: method and "
+    "validation. NeuroImage, 16(3), 765-780.",
+    "eickhoff2009": "Eickhoff, S. B., Laird, A. R., Grefkes, C., Wang, L. E., Zilles, K., & Fox, "
+    "P. T. (2009). Coordinate-based activation likelihood estimation meta-analysis of "
+    "neuroimaging data: a random-effects approach based on empirical estimates of spatial "
+    "uncertainty. Human Brain Mapping, 30(9), 2907-2926.",
+    "turkeltaub2012": "Turkeltaub, P. E., Eickhoff, S. B., Laird, A. R., Fox, M., Wiener, M., & "
+    "Fox, P. (2012). Minimizing within-experiment and within-group effects in activation "
+    "likelihood estimation meta-analyses. Human Brain Mapping, 33(1), 1-13.",
+    "eickhoff2012": "Eickhoff, S. B., Bzdok, D., Laird, A. R., Kurth, F., & Fox, P. T. (2012). "
+    "Activation likelihood estimation meta-analysis revisited. NeuroImage, 59(3), 2349-2361.",
+    "eickhoff2016": "Eickhoff, S. B., Nichols, T. E., Laird, A. R., Hoffstaedter, F., Amunts, K., "
+    "Fox, P. T., Bzdok, D., & Eickhoff, C. R. (2016). Behavior, sensitivity, and power of "
+    "activation likelihood estimation characterized by massive empirical simulation. "
+    "NeuroImage, 137, 70-85.",
+    "lancaster2007": "Lancaster, J. L., Tordesillas-Gutierrez, D., Martinez, M., Salinas, F., "
+    "Evans, A., Zilles, K., Mazziotta, J. C., & Fox, P. T. (2007). Bias between MNI and "
+    "Talairach coordinates analyzed using the ICBM-152 brain template. Human Brain Mapping, "
+    "28(11), 1194-1205.",
+    "nimare": "Salo, T., Yarkoni, T., Nichols, T. E., Poline, J.-B., Bilgel, M., Bottenhorn, "
+    "K. L., et al. (2023). NiMARE: Neuroimaging Meta-Analysis Research Environment. "
+    "Aperture Neuro, 3, 1-32.",
+}
+
+
+def save_figure(fig, path):
+    """Write a matplotlib figure as PNG with fixed metadata and close it."""
+    fig.savefig(path, format="png", dpi=100, metadata=PNG_METADATA)
+    plt.close(fig)
+
+
+def glass_brain_figure(img, title, path, two_sided=False):
+    """Glass-brain view of a statistical map (zeros are transparent)."""
+    from nilearn import plotting
+
+    fig = plt.figure(figsize=(9, 3.2))
+    data = np.asanyarray(img.dataobj)
+    vmax = float(np.abs(data).max()) or 1.0
+    plotting.plot_glass_brain(img, figure=fig, title=title, colorbar=True, plot_abs=False,
+                              cmap="cold_hot" if two_sided else "YlOrRd",
+                              symmetric_cbar=two_sided, vmin=-vmax if two_sided else 0,
+                              vmax=vmax, threshold=1e-6)
+    save_figure(fig, path)
+
+
+def slices_figure(img, title, path, n_slices=7):
+    """Axial slices of a statistical map over the MNI152 template."""
+    from nilearn import plotting
+
+    fig = plt.figure(figsize=(12, 2.6))
+    data = np.asanyarray(img.dataobj)
+    vmax = float(np.abs(data).max()) or 1.0
+    plotting.plot_stat_map(img, figure=fig, title=title, display_mode="z", cut_coords=n_slices,
+                           threshold=1e-6, vmax=vmax, cmap="cold_hot", colorbar=True)
+    save_figure(fig, path)
+
+
+def foci_figure(coordinates, title, path):
+    """The foci of a dataset on a glass brain, one colour per experiment."""
+    from nilearn import plotting
+
+    fig = plt.figure(figsize=(9, 3.2))
+    display = plotting.plot_glass_brain(None, figure=fig, title=title)
+    ids = list(dict.fromkeys(coordinates["id"]))
+    cmap = plt.get_cmap("tab20")
+    for k, exp in enumerate(ids):
+        xyz = coordinates.loc[coordinates["id"] == exp, ["x", "y", "z"]].to_numpy()
+        display.add_markers(xyz, marker_color=[cmap(k % 20)], marker_size=12)
+    save_figure(fig, path)
+
+
+def png_data_uri(path):
+    """A PNG file as a ``data:`` URI, to embed in HTML."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def table_html(table, float_format="{:.4g}"):
+    """A DataFrame as a plain HTML table (numbers right-aligned)."""
+    buf = _io.StringIO()
+    table.to_html(buf, index=False, border=0, classes="tab", na_rep="",
+                  float_format=lambda v: float_format.format(v), escape=True)
+    return buf.getvalue()
+
+
+def methods_paragraph(name, info):
+    """The methods text of one ALE analysis, written from its actual parameters.
+
+    Parameters
+    ----------
+    name : str
+        Analysis name.
+    info : dict
+        ``n_experiments``, ``n_foci``, ``n_subjects``, ``fwhm_min``, ``fwhm_max``,
+        ``kernel`` (the config's kernel setting), ``n_tal`` (Talairach foci),
+        ``correction`` (config block), ``cluster_forming_threshold``, ``seed``,
+        ``version``, ``n_outside``, ``outside_action``.
+    """
+    kern = info["kernel"]
+    if "fwhm" in kern:
+        kernel = f"a fixed FWHM of {kern['fwhm']:g} mm"
+    elif "sample_size" in kern:
+        kernel = (f"a FWHM of {info['fwhm_min']:.2f} mm, that of a sample of "
+                  f"{kern['sample_size']:g} subjects")
+    else:
+        kernel = (f"an FWHM that depended on each experiment's sample size "
+                  f"({info['fwhm_min']:.2f}-{info['fwhm_max']:.2f} mm)")
+    corr = info["correction"]
+    tal = (f" {info['n_tal']} foci reported in Talairach space were converted to MNI space "
+           "(Lancaster et al., 2007)." if info.get("n_tal") else "")
+    outside = (f" {info['n_outside']} foci fell outside the brain mask and were "
+               f"{info['outside_action']}." if info.get("n_outside") else "")
+    text = (
+        f"The meta-analysis '{name}' used activation likelihood estimation (ALE; Turkeltaub "
+        f"et al., 2002; Eickhoff et al., 2009, 2012) as implemented in cbma {info['version']}, "
+        f"on {info['n_experiments']} experiments ({info['n_foci']} foci, "
+        f"{info['n_subjects']} subjects).{tal}{outside} Each focus was modelled as a 3-D "
+        f"Gaussian probability distribution with {kernel} (Eickhoff et al., 2009); where the "
+        "modelled activation maps of foci of the same experiment overlapped, the maximum was "
+        "taken (Turkeltaub et al., 2012). ALE scores were compared with an analytical null "
+        "distribution (Eickhoff et al., 2012). Results were thresholded at a cluster-level "
+        f"family-wise error rate of p < {corr['alpha']:g} with a cluster-forming threshold of "
+        f"p < {corr['voxel_thresh']:g} (ALE > {info['cluster_forming_threshold']:.5f}), "
+        f"the cluster-size null coming from {corr['n_iters']} Monte Carlo iterations with "
+        f"random foci (seed {info['seed']}; Eickhoff et al., 2016), as in NiMARE "
+        "(Salo et al., 2023)."
+    )
+    return text
+
+
+def render(context, path):
+    """Write the HTML report from a context dict (see templates/report.html.j2)."""
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
+                      keep_trailing_newline=True)
+    env.filters["datauri"] = png_data_uri
+    env.filters["escape_text"] = html.escape
+    Path(path).write_text(env.get_template("report.html.j2").render(**context))
+
+
+def _fmt_int(n):
+    return f"{int(n):,}"
+
+
+def analysis_section(name, analysis, coordinates, ma_record, summary, figures, seed,
+                     version, tables=()):
+    """Facts, figures, tables and methods text of one ALE analysis.
+
+    Parameters
+    ----------
+    name : str
+        Analysis name.
+    analysis : dict
+        The analysis' config block (dataset, kernel, correction).
+    coordinates : pandas.DataFrame
+        The dataset's canonical coordinates table.
+    ma_record : dict
+        Sidecar of the MA maps (holds ``fwhm_mm`` per experiment).
+    summary : dict
+        ``fwe_summary.json`` of the analysis.
+    figures : list of (title, path)
+    seed : int
+    version : str
+        cbma version.
+    tables : sequence of dict
+        Extra tables (``title``, ``html``, optional ``note``).
+    """
+    import pandas as pd
+
+    from .io import experiments_table
+
+    exps = experiments_table(coordinates)
+    fwhm = ma_record["fwhm_mm"]
+    n_subjects = int(exps["sample_size"].sum()) if exps["sample_size"].notna().all() else None
+    n_tal = int((coordinates["space"] == "TAL").sum())
+    n_outside = ma_record.get("n_foci_outside_mask")
+    thr = summary["thresholds"]
+    clusters = summary["clusters"]
+    facts = [
+        ("dataset", analysis["dataset"]),
+        ("experiments", _fmt_int(len(exps))),
+        ("foci", _fmt_int(len(coordinates))),
+        ("subjects", _fmt_int(n_subjects) if n_subjects is not None else "unknown"),
+        ("foci reported in Talairach space", _fmt_int(n_tal)),
+        ("kernel FWHM (mm)", f"{min(fwhm.values()):.2f} to {max(fwhm.values()):.2f}"),
+        ("cluster-forming threshold",
+         f"p < {analysis['correction']['voxel_thresh']:g} (ALE > "
+         f"{summary['cluster_forming_threshold']:.5f})"),
+        ("Monte Carlo iterations", _fmt_int(summary["n_iters"])),
+        (f"FWE {summary['alpha']:g} thresholds",
+         f"max ALE {thr['max_stat']:.5f}; cluster size {thr['cluster_size']:g} voxels; "
+         f"cluster mass {thr['cluster_mass']:.4f}"),
+        ("clusters", f"{clusters['n']} above the cluster-forming threshold, "
+         f"{clusters['n_significant_size']} significant by size, "
+         f"{clusters['n_significant_mass']} by mass"),
+    ]
+    if n_outside is not None:
+        facts.insert(5, ("foci outside the mask", _fmt_int(n_outside)))
+    experiments = pd.DataFrame({
+        "experiment": exps["id"], "subjects": exps["sample_size"], "foci": exps["n_foci"],
+        "FWHM (mm)": [fwhm[e] for e in exps["id"]],
+    })
+    cluster_table = pd.DataFrame({
+        "size (voxels)": clusters["sizes"], "mass": clusters["masses"],
+        "p (size, FWE)": clusters["p_size"], "p (mass, FWE)": clusters["p_mass"]})
+    all_tables = [
+        *tables,
+        {"title": "Clusters above the cluster-forming threshold", "html": table_html(cluster_table),
+         "collapsed": True},
+        {"title": "Experiments", "html": table_html(experiments), "collapsed": True},
+    ]
+    info = {
+        "n_experiments": len(exps), "n_foci": len(coordinates),
+        "n_subjects": n_subjects if n_subjects is not None else "an unknown number of",
+        "fwhm_min": min(fwhm.values()), "fwhm_max": max(fwhm.values()),
+        "kernel": analysis["kernel"], "n_tal": n_tal, "correction": analysis["correction"],
+        "cluster_forming_threshold": summary["cluster_forming_threshold"], "seed": seed,
+        "version": version, "n_outside": n_outside, "outside_action": ma_record.get(
+            "outside_mask_foci", "kept"),
+    }
+    return {
+        "kind": "Analysis", "name": name, "anchor": f"analysis-{name}", "facts": facts,
+        "figures": [{"title": t, "path": p} for t, p in figures], "tables": all_tables,
+        "methods": methods_paragraph(name, info),
+    }
