@@ -19,6 +19,7 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/ma_maps.smk"
 include: "workflow/rules/estimate.smk"
 include: "workflow/rules/fwe.smk"
+include: "workflow/rules/diagnose.smk"
 include: "workflow/rules/report.smk"
 
 

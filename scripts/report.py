@@ -10,6 +10,13 @@ import cbma
 from cbma import io, provenance, report
 from cbma.runner import run
 
+DIAGNOSTICS = {
+    "clusters": "tab-clust",
+    "jackknife": "diag-Jackknife_tab-counts_tail-positive",
+    "focus_counter": "diag-FocusCounter_tab-counts_tail-positive",
+    "contributions": "diag-Contribution_tab-shares_tail-positive",
+}
+
 
 def _json(path):
     return json.loads(Path(path).read_text())
@@ -34,9 +41,13 @@ def main(job):
              base / "figures" / "glass.png"),
             ("The same, axial slices", base / "figures" / "slices.png"),
         ]
+        target = analysis["diagnostics"]["target"]
+        tables = report.diagnostics_tables(
+            target, {kind: io.read_tsv(base / f"{target}_{suffix}.tsv")
+                     for kind, suffix in DIAGNOSTICS.items()})
         sections.append(report.analysis_section(
             name, analysis, coords, ma_record, _json(base / "fwe_summary.json"), figures,
-            config["seed"], cbma.__version__))
+            config["seed"], cbma.__version__, tables=tables))
         for path, meta in ingest["inputs"].items():
             inputs[path] = meta["sha256"]
     inputs_table = pd.DataFrame({"file": list(inputs), "sha256": list(inputs.values())})

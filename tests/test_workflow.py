@@ -85,11 +85,11 @@ def test_default_run_summary_and_sidecars(default_run):
     assert summary["n_iters"] == 5000 and summary["cluster_forming_threshold"] == 0.01146
     assert summary["clusters"]["sizes"][:4] == [407, 398, 155, 95]
     maps = sorted((default_run / "analyses").glob("*/*.nii.gz"))
-    assert len(maps) == 2 * 13
+    assert len(maps) == 2 * 14  # 13 maps and a cluster label map per analysis
     for path in maps:
         side = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
         assert side["output"] == path.name and side["versions"]["cbma"]
-        assert side["rule"] in {"estimate", "fwe_correct"}
+        assert side["rule"] in {"estimate", "fwe_correct", "diagnose"}
         for inp, meta in side["inputs"].items():
             file = Path(inp) if Path(inp).is_absolute() else default_run.parent / inp
             assert sha256(file) == meta["sha256"], inp
@@ -136,12 +136,13 @@ def test_rerun_triggers(small_runs, tmp_path):
     workdir = tmp_path / "w"
     subprocess.run(["cp", "-a", str(small_runs[2]), str(workdir)], check=True)
     assert planned_jobs(workdir) == {}
-    # alpha only changes the gather
+    after_gather = {"fwe_correct": 2, "diagnose": 2, "figures": 2, "report": 1, "all": 1}
+    # alpha only changes the gather and what follows it
     write_config(workdir, small_config(alpha=0.01))
-    assert planned_jobs(workdir) == {"fwe_correct": 2, "all": 1}
+    assert planned_jobs(workdir) == after_gather
     # more iterations: only the new chunk of each analysis, then the gather
     write_config(workdir, small_config(n_iters=300))
-    assert planned_jobs(workdir) == {"fwe_null": 2, "fwe_correct": 2, "all": 1}
+    assert planned_jobs(workdir) == {"fwe_null": 2, **after_gather}
     smk(workdir, cores=2)
     before = pd.read_csv(small_runs[2] / "results/analyses/knowledge/null_distributions.tsv",
                          sep="\t")
@@ -152,13 +153,13 @@ def test_rerun_triggers(small_runs, tmp_path):
     cfg = small_config(n_iters=300)
     cfg["analyses"]["related"]["kernel"] = {"fwhm": 10}
     write_config(workdir, cfg)
-    assert planned_jobs(workdir) == {"ma_maps": 1, "estimate": 1, "fwe_null": 3,
-                                     "fwe_correct": 1, "all": 1}
+    one_gather = {"fwe_correct": 1, "diagnose": 1, "figures": 1, "report": 1, "all": 1}
+    assert planned_jobs(workdir) == {"ma_maps": 1, "estimate": 1, "fwe_null": 3, **one_gather}
     # a new analysis of an existing dataset reuses its MA maps and leaves others alone
     cfg = small_config(n_iters=300)
     cfg["analyses"]["knowledge_again"] = dict(cfg["analyses"]["knowledge"])
     write_config(workdir, cfg)
-    assert planned_jobs(workdir) == {"estimate": 1, "fwe_null": 3, "fwe_correct": 1, "all": 1}
+    assert planned_jobs(workdir) == {"estimate": 1, "fwe_null": 3, **one_gather}
 
 
 # ------------------------------------------------------------ bad input ----
@@ -226,3 +227,30 @@ def test_foci_outside_the_mask_are_kept_or_dropped(tmp_path):
         log = (workdir / "logs" / "ingest" / "knowledge.log").read_text()
         assert log.count("focus outside the mask") == 14
     assert counts == {False: 262, True: 248}
+
+
+@needs_shared
+def test_default_run_diagnostics_match_nimare(default_run):
+    out = default_run / "analyses" / "knowledge"
+    target = "z_desc-size_level-cluster_corr-FWE_method-montecarlo"
+    ref_dir = REFERENCE / "knowledge" / "diagnostics" / "target_threshold-1.6449"
+    ours = pd.read_csv(out / f"{target}_tab-clust.tsv", sep="\t")
+    ref = pd.read_csv(ref_dir / f"knowledge_FocusCounter_{target}_tab-clust.tsv", sep="\t")
+    pd.testing.assert_frame_equal(ours[list(ref.columns)].iloc[:, :5], ref.iloc[:, :5],
+                                  check_dtype=False, atol=1e-4)
+    assert ours["Label"].iloc[0] == "Paracingulate Gyrus"
+
+    def columns(path):  # clusters as tuples of per-experiment values, order-free
+        table = pd.read_csv(path, sep="\t").set_index("id").sort_index()
+        return sorted(tuple(np.round(table[c].to_numpy(), 2)) for c in table.columns)
+
+    for diag in ["FocusCounter", "Jackknife"]:
+        name = f"{target}_diag-{diag}_tab-counts_tail-positive.tsv"
+        assert columns(out / name) == columns(ref_dir / f"knowledge_{diag}_{name}"), diag
+    jack = pd.read_csv(out / f"{target}_diag-Jackknife_tab-counts_tail-positive.tsv", sep="\t")
+    values = jack.drop(columns="id").to_numpy()
+    assert values.min() >= 0 and values.max() <= 1
+    labels = _data(out / "label_desc-size_level-cluster_corr-FWE_method-montecarlo_tail-positive"
+                   ".nii.gz")
+    assert sorted(np.bincount(labels.ravel().astype(int))[1:] * 8) == sorted(
+        ours["Cluster Size (mm3)"].dropna().astype(int))

@@ -278,8 +278,8 @@ def experiments_table(coordinates):
 # --------------------------------------------------------------------------
 
 def write_tsv(table, path):
-    """Write a table as TSV with floats in their shortest exact form."""
-    table.to_csv(path, sep="\t", index=False, float_format="%.17g", lineterminator="\n")
+    """Write a table as TSV with floats in their shortest form that reads back exactly."""
+    table.to_csv(path, sep="\t", index=False, lineterminator="\n")
 
 
 def read_tsv(path):
@@ -309,26 +309,36 @@ def _zip_write(zf, name, array):
     zf.writestr(info, buf.getvalue())
 
 
-def save_sparse(path, matrix, **extra):
-    """Save a CSR matrix (and extra named arrays) to an ``.npz`` with fixed bytes.
+def save_arrays(path, **arrays):
+    """Save named arrays to an ``.npz`` with fixed bytes for the same content.
 
-    ``scipy.sparse.save_npz`` stamps the time into the zip; this does not.
+    ``numpy.savez`` stamps the time into the zip; this does not.
     """
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, array in arrays.items():
+            _zip_write(zf, f"{name}.npy", np.asarray(array))
+
+
+def load_arrays(path):
+    """The named arrays of an ``.npz``, with a one-line error for a bad file."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputFileError(path, None, f"cannot read as an .npz archive ({exc})") from None
+
+
+def save_sparse(path, matrix, **extra):
+    """Save a CSR matrix (and extra named arrays) with :func:`save_arrays`."""
     csr = sp.csr_matrix(matrix)
     csr.sort_indices()
-    with zipfile.ZipFile(path, "w") as zf:
-        _zip_write(zf, "data.npy", csr.data)
-        _zip_write(zf, "indices.npy", csr.indices)
-        _zip_write(zf, "indptr.npy", csr.indptr)
-        _zip_write(zf, "shape.npy", np.asarray(csr.shape, dtype=np.int64))
-        for name, array in extra.items():
-            _zip_write(zf, f"{name}.npy", np.asarray(array))
+    save_arrays(path, data=csr.data, indices=csr.indices, indptr=csr.indptr,
+                shape=np.asarray(csr.shape, dtype=np.int64), **extra)
 
 
 def load_sparse(path):
     """Load what :func:`save_sparse` wrote: ``(csr_matrix, dict of extra arrays)``."""
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
+    arrays = load_arrays(path)
     shape = tuple(arrays.pop("shape"))
     csr = sp.csr_matrix((arrays.pop("data"), arrays.pop("indices"), arrays.pop("indptr")),
                         shape=shape)

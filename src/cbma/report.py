@@ -246,3 +246,37 @@ def analysis_section(name, analysis, coordinates, ma_record, summary, figures, s
         "figures": [{"title": t, "path": p} for t, p in figures], "tables": all_tables,
         "methods": methods_paragraph(name, info),
     }
+
+
+def diagnostics_tables(target, frames):
+    """Report tables of an analysis' diagnostics.
+
+    Parameters
+    ----------
+    target : str
+        The corrected map the clusters come from.
+    frames : dict
+        ``clusters``, ``jackknife``, ``focus_counter`` and ``contributions``
+        DataFrames as the diagnose rule writes them.
+    """
+    clusters = frames["clusters"].copy()
+    if clusters.empty:
+        return [{"title": "Clusters", "html": f"<p>No cluster of {html.escape(target)} passes "
+                 "the threshold.</p>"}]
+    shares = frames["contributions"].pivot(index="id", columns="cluster", values="ale_percent")
+    shares = shares.reindex(frames["jackknife"]["id"]).reset_index()
+    return [
+        {"title": "Clusters", "html": table_html(clusters),
+         "note": f"Clusters of {target} above the threshold; peak and subpeaks (8 mm apart) "
+                 "with their uncorrected z, size, cluster-level FWE p and Harvard-Oxford "
+                 "cortical label."},
+        {"title": "Jackknife: contribution of each experiment", "html": table_html(
+            frames["jackknife"], "{:.3f}"), "collapsed": True,
+         "note": "Mean relative drop of ALE over the cluster when the experiment is left out."},
+        {"title": "FocusCounter: foci of each experiment in each cluster",
+         "html": table_html(frames["focus_counter"]), "collapsed": True},
+        {"title": "Contribution (%) of each experiment to each cluster's ALE", "html":
+         table_html(shares, "{:.1f}"), "collapsed": True,
+         "note": "GingerALE-style shares: 100 x (1 - mean ALE without the experiment / ALE), "
+                 "scaled to sum to 100 per cluster."},
+    ]

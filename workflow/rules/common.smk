@@ -41,6 +41,12 @@ def resolve(path, key):
 
 
 MASK = resolve(config["mask"], "mask")
+ATLAS = {
+    "image": resolve(
+        "resources/templates/HarvardOxford-cort-maxprob-thr25-2mm.nii.gz", "atlas"
+    ),
+    "labels": resolve("resources/templates/HarvardOxford-cort-labels.tsv", "atlas"),
+}
 DATASETS = config["datasets"]
 ANALYSES = config["analyses"]
 DATASET_FILES = {
@@ -64,13 +70,6 @@ def kernel_id(kernel):
 KERNELS = {kernel_id(a["kernel"]): a["kernel"] for a in ANALYSES.values()}
 
 
-wildcard_constraints:
-    dataset="|".join(DATASETS),
-    analysis="|".join(ANALYSES),
-    kernel="|".join(map(re.escape, KERNELS)),
-    chunk=r"\d+",
-
-
 FWE_NAMES = [
     f"{value}_{level}_corr-FWE_method-montecarlo"
     for level in ["level-voxel", "desc-size_level-cluster", "desc-mass_level-cluster"]
@@ -80,6 +79,22 @@ THRESHOLDED_NAMES = [
     f"z_{level}_corr-FWE_method-montecarlo_thresholded"
     for level in ["level-voxel", "desc-size_level-cluster", "desc-mass_level-cluster"]
 ]
+# the corrected maps without their leading value field: targets of the diagnostics
+LEVELS = [n.removeprefix("z_") for n in FWE_NAMES if n.startswith("z_")]
+DIAGNOSTIC_TABLES = [
+    "z_{level}_tab-clust.tsv",
+    "z_{level}_diag-Jackknife_tab-counts_tail-positive.tsv",
+    "z_{level}_diag-FocusCounter_tab-counts_tail-positive.tsv",
+    "z_{level}_diag-Contribution_tab-shares_tail-positive.tsv",
+]
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    analysis="|".join(ANALYSES),
+    kernel="|".join(map(re.escape, KERNELS)),
+    chunk=r"\d+",
+    level="|".join(map(re.escape, LEVELS)),
 
 
 def with_sidecars(paths):
@@ -115,8 +130,20 @@ def null_chunks(wildcards):
     ]
 
 
+def diagnostics_level(analysis):
+    return ANALYSES[analysis]["diagnostics"]["target"].removeprefix("z_")
+
+
+def diagnostics_files(analysis):
+    """The cluster table, contribution tables and label map of an analysis."""
+    names = [*DIAGNOSTIC_TABLES, "label_{level}_tail-positive.nii.gz"]
+    level = diagnostics_level(analysis)
+    return [f"results/analyses/{analysis}/{n.format(level=level)}" for n in names]
+
+
 def final_outputs():
     names = ["stat", "p", "z", "logp", *FWE_NAMES, *THRESHOLDED_NAMES]
     maps = [f"results/analyses/{a}/{n}.nii.gz" for a in ANALYSES for n in names]
     summaries = [f"results/analyses/{a}/fwe_summary.json" for a in ANALYSES]
-    return [*maps, *summaries, "results/report.html"]
+    diagnostics = [f for a in ANALYSES for f in diagnostics_files(a)]
+    return [*maps, *summaries, *diagnostics, "results/report.html"]

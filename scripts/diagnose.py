@@ -1,0 +1,43 @@
+"""Rule diagnose: cluster table, Jackknife, FocusCounter and contribution shares."""
+
+import numpy as np
+
+from cbma import clusters, diagnostics, io, space
+from cbma.runner import run
+
+
+def main(job):
+    smk = job.smk
+    inp, p = smk.input, smk.params
+    mask = space.load_mask(inp.mask)
+
+    def masked(path):
+        return mask.apply(np.asanyarray(io.load_nifti(path).dataobj))
+
+    target, z = masked(inp.target), masked(inp.z)
+    p_target = 10.0 ** -masked(inp.logp)
+    atlas = clusters.load_atlas(inp.atlas, inp.atlas_labels)
+    table, label_maps = clusters.cluster_table(
+        target, mask, threshold=p.threshold, min_size=p.min_size, peak_map=z, p=p_target,
+        atlas=atlas, tails=["positive"])
+    # p comes back from float32 -log10 p: keep the digits that mean something
+    table["Cluster p"] = table["Cluster p"].map(lambda v: float(f"{v:.6g}"))
+    labels = label_maps["positive"]
+    ma, extra = io.load_sparse(inp.ma)
+    ids = list(extra["ids"])
+    coords = io.read_tsv(inp.coordinates)
+    tables = [
+        table,
+        diagnostics.jackknife(ma, labels, ids),
+        diagnostics.focus_counter(coords, labels, mask),
+        diagnostics.contributions(ma, labels, ids),
+    ]
+    for frame, path in zip(tables, smk.output.tables, strict=False):
+        io.write_tsv(frame, path)
+    io.save_nifti(clusters.label_image(labels, mask), smk.output.labels[0])
+    job.log(f"{smk.wildcards.analysis}: {int(labels.max())} clusters of z_{smk.wildcards.level}"
+            f" > {p.threshold:g}", echo=True)
+    job.finish()
+
+
+run(snakemake, main)  # noqa: F821
