@@ -20,6 +20,7 @@ include: "workflow/rules/ma_maps.smk"
 include: "workflow/rules/estimate.smk"
 include: "workflow/rules/fwe.smk"
 include: "workflow/rules/diagnose.smk"
+include: "workflow/rules/compare.smk"
 include: "workflow/rules/report.smk"
 
 

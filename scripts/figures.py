@@ -14,6 +14,7 @@ def main(job):
     title = f"{name}: z in clusters surviving cluster-level FWE"
     report.glass_brain_figure(img, title, smk.output.glass)
     report.slices_figure(img, title, smk.output.slices)
+    job.finish()
 
 
 run(snakemake, main)  # noqa: F821

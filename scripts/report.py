@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -32,7 +33,10 @@ def main(job):
         base = Path("results/analyses") / name
         coords = io.read_tsv(f"results/datasets/{dataset}/coordinates.tsv")
         ingest = _json(f"results/datasets/{dataset}/coordinates.json")
-        ma = next(p for p in smk.input.ma_sidecars if p.startswith(f"results/datasets/{dataset}/"))
+        # the FWHMs are in the MA maps' sidecar (read beside its maps: the maps are the
+        # input, so that the report's record does not depend on the sidecar's timing)
+        ma = provenance.sidecar_path(
+            next(p for p in smk.input.ma if p.startswith(f"results/datasets/{dataset}/")))
         ma_record = {**_json(ma), "n_foci_outside_mask": ingest["n_foci_outside_mask"],
                      "outside_mask_foci": ingest["outside_mask_foci"]}
         figures = [
@@ -50,6 +54,18 @@ def main(job):
             config["seed"], cbma.__version__, tables=tables))
         for path, meta in ingest["inputs"].items():
             inputs[path] = meta["sha256"]
+    for kind, section in [("contrast", "contrasts"), ("conjunction", "conjunctions")]:
+        for name, block in config[section].items():
+            base = Path("results") / section / name
+            if kind == "contrast":
+                table = io.read_tsv(base / "z_desc-group1MinusGroup2_tab-clust.tsv")
+                thresholded = base / "z_desc-group1MinusGroup2_thresholded.nii.gz"
+            else:
+                table = io.read_tsv(base / f"{block['map']}_tab-clust.tsv")
+                thresholded = base / f"{block['map']}.nii.gz"
+            n_voxels = int((np.asanyarray(io.load_nifti(thresholded).dataobj) != 0).sum())
+            sections.append(report.compare_section(
+                kind, name, block, table, base / "figures" / "glass.png", n_voxels))
     inputs_table = pd.DataFrame({"file": list(inputs), "sha256": list(inputs.values())})
     report.render({
         "title": "cbma report",
@@ -59,8 +75,10 @@ def main(job):
         "references": list(report.REFERENCES.values()),
         "versions": provenance.versions(),
         "inputs_html": report.table_html(inputs_table),
-        "config_yaml": yaml.safe_dump(config, sort_keys=False),
-    }, smk.output[0])
+        # a plain copy: defaults shared between blocks would print as YAML aliases
+        "config_yaml": yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False),
+    }, smk.output.html)
+    job.finish()
     job.log(f"report with {len(sections)} sections: {smk.output[0]}", echo=True)
 
 

@@ -1,5 +1,6 @@
 """Shared helpers: paths, the reference data, and running the workflow in a temp folder."""
 
+import json
 import re
 import subprocess
 import sys
@@ -62,7 +63,25 @@ def small_config(**correction):
             "knowledge": {"dataset": "knowledge", "correction": dict(corr)},
             "related": {"dataset": "related", "correction": dict(corr)},
         },
+        "contrasts": {"k_minus_r": {"analyses": ["knowledge", "related"], "n_iters": 150}},
+        "conjunctions": {"k_and_r": {"analyses": ["knowledge", "related"]}},
     }
+
+
+def comparable(results):
+    """Every output's bytes (sidecars without their timing block), benchmarks aside."""
+    out = {}
+    for path in sorted(results.rglob("*")):
+        if path.is_dir() or "benchmarks" in path.parts:
+            continue
+        rel = str(path.relative_to(results))
+        if path.suffix == ".json":
+            data = json.loads(path.read_text())
+            data.pop("timing", None)
+            out[rel] = json.dumps(data, sort_keys=True)
+        else:
+            out[rel] = path.read_bytes()
+    return out
 
 
 def write_config(workdir, config):

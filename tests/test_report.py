@@ -25,8 +25,10 @@ def test_report_opens_in_a_browser_with_every_image(default_run, tmp_path):
                                  ".map(h => h.textContent)")
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
-    assert len(images) == 6 and all(ok for _, ok in images), images
-    assert headings[:2] == ["Analysis: knowledge", "Analysis: related"]
+    assert len(images) == 8 and all(ok for _, ok in images), images
+    assert headings[:4] == ["Analysis: knowledge", "Analysis: related",
+                            "Contrast: knowledge_minus_related",
+                            "Conjunction: knowledge_and_related"]
     assert {"Methods", "Provenance"} <= set(headings)
 
 
@@ -59,4 +61,4 @@ def test_snakemake_report_holds_the_figures(default_run):
     names = zipfile.ZipFile(default_run.parent / "smk_report.zip").namelist()
     assert any(n.endswith("report.html") for n in names)
     assert sorted(n.rsplit("/", 1)[1] for n in names if n.endswith(".png")) == sorted(
-        ["foci.png", "glass.png", "slices.png"] * 2)
+        ["foci.png", "glass.png", "slices.png"] * 2 + ["glass.png"] * 2)

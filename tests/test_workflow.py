@@ -13,6 +13,7 @@ from conftest import (
     REFERENCE,
     REPO,
     SLEUTH,
+    comparable,
     needs_shared,
     planned_jobs,
     small_config,
@@ -95,23 +96,51 @@ def test_default_run_summary_and_sidecars(default_run):
             assert sha256(file) == meta["sha256"], inp
 
 
+def test_run_provenance_traces_every_output_to_its_job(default_run):
+    record = json.loads((default_run / "provenance.json").read_text())
+    files, jobs = record["files"], record["jobs"]
+    workdir = default_run.parent
+    # every output of the run is there, with its bytes' hash
+    made = {f"results/{p.relative_to(default_run)}" for p in default_run.rglob("*")
+            if p.is_file() and "benchmarks" not in p.parts and p.name != "provenance.json"}
+    # (the sidecars are summed up in the jobs' entries)
+    sidecars = {p for p in made if p.endswith(".json") and any(
+        p.removesuffix(".json") + ext in files for ext in (".nii.gz", ".tsv", ".npz", ".png",
+                                                           ".html"))}
+    assert made - sidecars <= set(files)
+    for path, entry in files.items():
+        assert sha256(workdir / path if not Path(path).is_absolute() else path) \
+            == entry["sha256"], path
+    rule_of = {path: jobs[e["job"]]["rule"] if e["job"] is not None else None
+               for path, e in files.items()}
+    assert rule_of["results/report.html"] == "report"
+    assert rule_of["results/analyses/knowledge/fwe_summary.json"] == "fwe_correct"
+    assert rule_of["results/analyses/knowledge/figures/glass.png"] == "figures"
+    assert rule_of["results/contrasts/knowledge_minus_related/figures/glass.png"] \
+        == "compare_figure"
+    # the input data (foci, mask, atlas) are the only files no job made
+    assert sorted(Path(p).name for p, r in rule_of.items() if r is None) == [
+        "HarvardOxford-cort-labels.tsv", "HarvardOxford-cort-maxprob-thr25-2mm.nii.gz",
+        "MNI152_2x2x2_brainmask.nii.gz", "semantic_knowledge_children.txt",
+        "semantic_relatedness_children.txt"]
+    # 5,000 iterations in chunks of 1,000: five seeded Monte Carlo jobs per analysis
+    chunks = [j for j in jobs if j["rule"] == "fwe_null"]
+    assert {j["seed"] for j in chunks} == {record["seed"]}
+    for analysis in ("knowledge", "related"):
+        spans = sorted(j["iterations"] for j in chunks if j["outputs"][0].split("/")[2] == analysis)
+        assert spans == [[i, i + 999] for i in range(0, 5000, 1000)]
+    counts = {}
+    for job in jobs:
+        counts[job["rule"]] = counts.get(job["rule"], 0) + 1
+        assert set(job["outputs"]) <= set(files) and set(job["inputs"]) <= set(files)
+        assert job["versions"]["cbma"] == record["cbma"]
+    assert counts == {"ingest": 2, "ma_maps": 2, "estimate": 2, "fwe_null": 10,
+                      "fwe_correct": 2, "diagnose": 2, "figures": 2, "subtraction_null": 5,
+                      "subtraction": 1, "conjunction": 1, "compare_figure": 2, "report": 1}
+    assert record["config"]["seed"] == record["seed"]
+
+
 # ---------------------------------------------------- reproducibility ----
-
-def _comparable(results):
-    """Every output's bytes (sidecars without their timing block), benchmarks aside."""
-    out = {}
-    for path in sorted(results.rglob("*")):
-        if path.is_dir() or "benchmarks" in path.parts:
-            continue
-        rel = str(path.relative_to(results))
-        if path.suffix == ".json":
-            data = json.loads(path.read_text())
-            data.pop("timing", None)
-            out[rel] = json.dumps(data, sort_keys=True)
-        else:
-            out[rel] = path.read_bytes()
-    return out
-
 
 @pytest.fixture(scope="module")
 def small_runs(tmp_path_factory):
@@ -125,8 +154,8 @@ def small_runs(tmp_path_factory):
 
 
 def test_outputs_are_byte_identical_across_cores(small_runs):
-    one = _comparable(small_runs[1] / "results")
-    two = _comparable(small_runs[2] / "results")
+    one = comparable(small_runs[1] / "results")
+    two = comparable(small_runs[2] / "results")
     assert len(one) > 50 and one.keys() == two.keys()
     differing = [k for k in one if one[k] != two[k]]
     assert not differing
@@ -136,7 +165,8 @@ def test_rerun_triggers(small_runs, tmp_path):
     workdir = tmp_path / "w"
     subprocess.run(["cp", "-a", str(small_runs[2]), str(workdir)], check=True)
     assert planned_jobs(workdir) == {}
-    after_gather = {"fwe_correct": 2, "diagnose": 2, "figures": 2, "report": 1, "all": 1}
+    after_gather = {"fwe_correct": 2, "diagnose": 2, "figures": 2, "conjunction": 1,
+                    "compare_figure": 1, "report": 1, "provenance": 1, "all": 1}
     # alpha only changes the gather and what follows it
     write_config(workdir, small_config(alpha=0.01))
     assert planned_jobs(workdir) == after_gather
@@ -153,13 +183,22 @@ def test_rerun_triggers(small_runs, tmp_path):
     cfg = small_config(n_iters=300)
     cfg["analyses"]["related"]["kernel"] = {"fwhm": 10}
     write_config(workdir, cfg)
-    one_gather = {"fwe_correct": 1, "diagnose": 1, "figures": 1, "report": 1, "all": 1}
-    assert planned_jobs(workdir) == {"ma_maps": 1, "estimate": 1, "fwe_null": 3, **one_gather}
+    one_gather = {"fwe_correct": 1, "diagnose": 1, "figures": 1, "report": 1,
+                  "provenance": 1, "all": 1}
+    assert planned_jobs(workdir) == {
+        "ma_maps": 1, "estimate": 1, "fwe_null": 3, **one_gather, "conjunction": 1,
+        "subtraction_null": 2, "subtraction": 1, "compare_figure": 2}
     # a new analysis of an existing dataset reuses its MA maps and leaves others alone
     cfg = small_config(n_iters=300)
     cfg["analyses"]["knowledge_again"] = dict(cfg["analyses"]["knowledge"])
     write_config(workdir, cfg)
     assert planned_jobs(workdir) == {"estimate": 1, "fwe_null": 3, **one_gather}
+    # more permutations of the contrast: the short last chunk and the new one
+    cfg = small_config(n_iters=300)
+    cfg["contrasts"]["k_minus_r"]["n_iters"] = 250
+    write_config(workdir, cfg)
+    assert planned_jobs(workdir) == {"subtraction_null": 2, "subtraction": 1,
+                                     "compare_figure": 1, "report": 1, "provenance": 1, "all": 1}
 
 
 # ------------------------------------------------------------ bad input ----
@@ -254,3 +293,24 @@ def test_default_run_diagnostics_match_nimare(default_run):
                    ".nii.gz")
     assert sorted(np.bincount(labels.ravel().astype(int))[1:] * 8) == sorted(
         ours["Cluster Size (mm3)"].dropna().astype(int))
+
+
+@needs_shared
+def test_default_run_subtraction_and_conjunction_match_nimare(default_run):
+    out = default_run / "contrasts" / "knowledge_minus_related"
+    ref = REFERENCE / "subtraction" / "n1000"
+    ref_z = next(ref.glob("*z_desc-group1MinusGroup2.nii.gz"))
+    ref_stat = next(ref.glob("*stat_desc-group1MinusGroup2.nii.gz"))
+    assert np.abs(_data(out / "stat_desc-group1MinusGroup2.nii.gz") - _data(ref_stat)).max() < 1e-6
+    ours, theirs = _data(out / "z_desc-group1MinusGroup2.nii.gz"), _data(ref_z)
+    both = (np.abs(ours) > 2) & (np.abs(theirs) > 2)
+    assert both.sum() > 1000
+    assert np.all(np.sign(ours[both]) == np.sign(theirs[both]))
+    table = pd.read_csv(out / "z_desc-group1MinusGroup2_tab-clust.tsv", sep="\t")
+    assert {"PositiveTail 1", "NegativeTail 1"} <= set(table["Cluster ID"])
+
+    conj = default_run / "conjunctions" / "knowledge_and_related" / f"{CLUSTER_MAPS[0]}.nii.gz"
+    ref_conj = REFERENCE / "conjunction" / (
+        "conjunction_knowledge_related_z_desc-size_level-cluster_corr-FWE_fwe_n5000.nii.gz")
+    a, b = _data(conj) > 0, _data(ref_conj) > 0
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.95

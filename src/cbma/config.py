@@ -43,7 +43,21 @@ def check_config(config, schema_path):
             raise CbmaError(f"config: {where}: give only one of {keys}")
         raise CbmaError(f"config: {where}: {err.message}")
     datasets = config.get("datasets", {})
-    for name, analysis in config.get("analyses", {}).items():
+    analyses = config.get("analyses", {})
+    for name, analysis in analyses.items():
         if analysis["dataset"] not in datasets:
             raise CbmaError(f"config: analyses.{name}.dataset: no dataset named "
                             f"{analysis['dataset']!r} (datasets: {', '.join(datasets)})")
+    for section in ("contrasts", "conjunctions"):
+        for name, block in (config.get(section) or {}).items():
+            for ref in block["analyses"]:
+                if ref not in analyses:
+                    raise CbmaError(f"config: {section}.{name}.analyses: no analysis named "
+                                    f"{ref!r} (analyses: {', '.join(analyses)})")
+            if len(set(block["analyses"])) != len(block["analyses"]):
+                raise CbmaError(f"config: {section}.{name}.analyses: an analysis is repeated")
+    names = [n for s in ("analyses", "contrasts") for n in (config.get(s) or {})]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise CbmaError(f"config: contrasts.{clash[0]}: a contrast needs a name no analysis "
+                        "has (the name seeds its permutations)")

@@ -42,6 +42,8 @@ REFERENCES = {
     "Evans, A., Zilles, K., Mazziotta, J. C., & Fox, P. T. (2007). Bias between MNI and "
     "Talairach coordinates analyzed using the ICBM-152 brain template. Human Brain Mapping, "
     "28(11), 1194-1205.",
+    "nichols2005": "Nichols, T., Brett, M., Andersson, J., Wager, T., & Poline, J.-B. (2005). "
+    "Valid conjunction inference with the minimum statistic. NeuroImage, 25(3), 653-660.",
     "nimare": "Salo, T., Yarkoni, T., Nichols, T. E., Poline, J.-B., Bilgel, M., Bottenhorn, "
     "K. L., et al. (2023). NiMARE: Neuroimaging Meta-Analysis Research Environment. "
     "Aperture Neuro, 3, 1-32.",
@@ -280,3 +282,52 @@ def diagnostics_tables(target, frames):
          "note": "GingerALE-style shares: 100 x (1 - mean ALE without the experiment / ALE), "
                  "scaled to sum to 100 per cluster."},
     ]
+
+
+def compare_section(kind, name, block, table, figure, n_voxels):
+    """Facts, figure, cluster table and methods text of a contrast or conjunction.
+
+    Parameters
+    ----------
+    kind : {"contrast", "conjunction"}
+    name : str
+    block : dict
+        Its config block.
+    table : pandas.DataFrame
+        Cluster table of the thresholded map.
+    figure : str or Path
+        Glass-brain PNG.
+    n_voxels : int
+        Voxels in the thresholded map.
+    """
+    analyses = block["analyses"]
+    if kind == "contrast":
+        facts = [("groups", f"{analyses[0]} minus {analyses[1]}"), ("mode", block["mode"]),
+                 ("permutations", _fmt_int(block["n_iters"])),
+                 (f"voxels with p < {block['alpha']:g}", _fmt_int(n_voxels))]
+        if block["mode"] == "nimare":
+            test = ("at every voxel, two-sided, with p from the asymmetric permutation "
+                    "distribution (as NiMARE's ALESubtraction)")
+        else:
+            test = ("one-sided, each direction only in the voxels where that group's own ALE "
+                    "was significant (Eickhoff et al., 2012)")
+        methods = (f"The contrast '{name}' compared {analyses[0]} with {analyses[1]} by ALE "
+                   f"subtraction: the difference of the two ALE maps was tested {test}, "
+                   f"against {block['n_iters']} random relabellings of the pooled experiments "
+                   f"(Eickhoff et al., 2012); voxels with p < {block['alpha']:g} are shown.")
+        title = f"{name}: z where p < {block['alpha']:g}"
+    else:
+        facts = [("analyses", ", ".join(analyses)), ("map", block["map"]),
+                 ("voxels in the conjunction", _fmt_int(n_voxels))]
+        methods = (f"The conjunction '{name}' of {', '.join(analyses)} took the minimum of "
+                   f"their {block['map']} maps at the voxels where all were positive "
+                   "(minimum statistic; Nichols et al., 2005).")
+        title = f"{name}: minimum z where every analysis is positive"
+    note = None if not table.empty else "No cluster."
+    return {
+        "kind": kind.capitalize(), "name": name, "anchor": f"{kind}-{name}", "facts": facts,
+        "figures": [{"title": title, "path": figure}],
+        "tables": [{"title": "Clusters", "html": table_html(table) if not table.empty else "",
+                    "note": note, "collapsed": len(table) > 20}],
+        "methods": methods,
+    }

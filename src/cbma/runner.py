@@ -38,8 +38,10 @@ class Job:
         """Write the provenance sidecar of each data output."""
         outputs = [o for o in (outputs if outputs is not None else self.smk.output)
                    if not str(o).endswith(".json")]
+        sidecars = {provenance.sidecar_path(o) for o in outputs}
+        made = [o for o in self.smk.output if str(o) not in sidecars]
         rec = provenance.record(self.smk.rule, list(self.smk.input), self.params(),
-                                self.started, seed=seed, extra=extra)
+                                self.started, seed=seed, extra=extra, outputs=made)
         provenance.write_sidecars(outputs, rec)
 
 

@@ -68,6 +68,8 @@ def kernel_id(kernel):
 
 
 KERNELS = {kernel_id(a["kernel"]): a["kernel"] for a in ANALYSES.values()}
+CONTRASTS = config["contrasts"]
+CONJUNCTIONS = config["conjunctions"]
 
 
 FWE_NAMES = [
@@ -88,6 +90,8 @@ DIAGNOSTIC_TABLES = [
     "z_{level}_diag-Contribution_tab-shares_tail-positive.tsv",
 ]
 
+CONJUNCTION_MAPS = [n for n in [*FWE_NAMES, *THRESHOLDED_NAMES] if n.startswith("z_")]
+
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
@@ -95,6 +99,11 @@ wildcard_constraints:
     kernel="|".join(map(re.escape, KERNELS)),
     chunk=r"\d+",
     level="|".join(map(re.escape, LEVELS)),
+    contrast="|".join(CONTRASTS) or "^$",
+    conjunction="|".join(CONJUNCTIONS) or "^$",
+    cmap="|".join(map(re.escape, CONJUNCTION_MAPS)),
+    kind="contrasts|conjunctions",
+    name="|".join([*CONTRASTS, *CONJUNCTIONS]) or "^$",
 
 
 def with_sidecars(paths):
@@ -107,8 +116,7 @@ def analysis_files(names, ext=".nii.gz"):
 
 
 def ma_file(wildcards):
-    a = ANALYSES[wildcards.analysis]
-    return f"results/datasets/{a['dataset']}/ma-{kernel_id(a['kernel'])}.npz"
+    return ma_file_of(wildcards.analysis)
 
 
 def coordinates_file(wildcards):
@@ -141,9 +149,99 @@ def diagnostics_files(analysis):
     return [f"results/analyses/{analysis}/{n.format(level=level)}" for n in names]
 
 
+SUBTRACTION_MAPS = [
+    f"{value}_desc-group1MinusGroup2{suffix}"
+    for suffix in ["", "_level-voxel_corr-FWE_method-montecarlo"]
+    for value in ["stat", "p", "z", "logp"]
+    if not (suffix and value in ("stat", "p"))
+] + ["z_desc-group1MinusGroup2_thresholded"]
+
+
+def contrast_ma_files(wildcards):
+    return [ma_file_of(a) for a in CONTRASTS[wildcards.contrast]["analyses"]]
+
+
+def ma_file_of(analysis):
+    a = ANALYSES[analysis]
+    return f"results/datasets/{a['dataset']}/ma-{kernel_id(a['kernel'])}.npz"
+
+
+def contrast_significance(wildcards):
+    """Each group's FWE-significant voxels (only the eickhoff2012 mode uses them)."""
+    c = CONTRASTS[wildcards.contrast]
+    if c["mode"] != "eickhoff2012":
+        return []
+    return [
+        f"results/analyses/{a}/{THRESHOLDED_NAMES[1]}.nii.gz" for a in c["analyses"]
+    ]
+
+
+def n_contrast_chunks(contrast):
+    return math.ceil(CONTRASTS[contrast]["n_iters"] / config["chunk_size"])
+
+
+def subtraction_chunks(wildcards):
+    return [
+        f"results/contrasts/{wildcards.contrast}/null/chunk-{c}.npz"
+        for c in range(n_contrast_chunks(wildcards.contrast))
+    ]
+
+
+def chunk_range(wildcards):
+    """First and last+1 permutation of a subtraction chunk (the last chunk may be short)."""
+    start = int(wildcards.chunk) * config["chunk_size"]
+    n_iters = CONTRASTS[wildcards.contrast]["n_iters"]
+    return [start, min(start + config["chunk_size"], n_iters)]
+
+
+def conjunction_inputs(wildcards):
+    names = CONJUNCTIONS[wildcards.conjunction]["analyses"]
+    return [f"results/analyses/{a}/{wildcards.cmap}.nii.gz" for a in names]
+
+
+def contrast_files(contrast):
+    base = f"results/contrasts/{contrast}"
+    return [
+        *[f"{base}/{n}.nii.gz" for n in SUBTRACTION_MAPS],
+        f"{base}/z_desc-group1MinusGroup2_tab-clust.tsv",
+    ]
+
+
+def conjunction_files(name):
+    cmap = CONJUNCTIONS[name]["map"]
+    base = f"results/conjunctions/{name}"
+    return [f"{base}/{cmap}.nii.gz", f"{base}/{cmap}_tab-clust.tsv"]
+
+
+def compare_figure_input(wildcards):
+    if wildcards.kind == "contrasts":
+        return f"results/contrasts/{wildcards.name}/z_desc-group1MinusGroup2_thresholded.nii.gz"
+    cmap = CONJUNCTIONS[wildcards.name]["map"]
+    return f"results/conjunctions/{wildcards.name}/{cmap}.nii.gz"
+
+
+def compare_report_inputs():
+    figures = [f"results/contrasts/{c}/figures/glass.png" for c in CONTRASTS]
+    figures += [f"results/conjunctions/{c}/figures/glass.png" for c in CONJUNCTIONS]
+    tables = [f for c in CONTRASTS for f in contrast_files(c) if f.endswith(".tsv")]
+    tables += [
+        f for c in CONJUNCTIONS for f in conjunction_files(c) if f.endswith(".tsv")
+    ]
+    return figures + tables
+
+
 def final_outputs():
     names = ["stat", "p", "z", "logp", *FWE_NAMES, *THRESHOLDED_NAMES]
     maps = [f"results/analyses/{a}/{n}.nii.gz" for a in ANALYSES for n in names]
     summaries = [f"results/analyses/{a}/fwe_summary.json" for a in ANALYSES]
     diagnostics = [f for a in ANALYSES for f in diagnostics_files(a)]
-    return [*maps, *summaries, *diagnostics, "results/report.html"]
+    compare = [f for c in CONTRASTS for f in contrast_files(c)]
+    compare += [f for c in CONJUNCTIONS for f in conjunction_files(c)]
+    return [
+        *maps,
+        *summaries,
+        *diagnostics,
+        *compare,
+        "results/report.html",
+        "results/provenance.json",
+    ]

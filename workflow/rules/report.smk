@@ -21,6 +21,10 @@ rule figures:
             category="{analysis}",
             labels={"analysis": "{analysis}", "figure": "slices"},
         ),
+        sidecars=expand(
+            "results/analyses/{{analysis}}/figures/{fig}.json",
+            fig=["foci", "glass", "slices"],
+        ),
     log:
         "logs/figures/{analysis}.log",
     benchmark:
@@ -49,14 +53,16 @@ rule report:
             "results/datasets/{dataset}/coordinates.tsv",
             dataset=[ANALYSES[a]["dataset"] for a in ANALYSES],
         ),
-        ma_sidecars=[
-            f"results/datasets/{a['dataset']}/ma-{kernel_id(a['kernel'])}.json"
-            for a in ANALYSES.values()
-        ],
+        diagnostics=[f for a in ANALYSES for f in diagnostics_files(a)],
+        compare=compare_report_inputs(),
+        ma=[ma_file_of(a) for a in ANALYSES],
     output:
-        "results/report.html",
+        html="results/report.html",
+        sidecar="results/report.json",
     log:
         "logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
     conda:
         "../../envs/cbma.yaml"
     params:
@@ -67,3 +73,48 @@ rule report:
         "Writing the HTML report"
     script:
         "../../scripts/report.py"
+
+
+rule compare_figure:
+    input:
+        compare_figure_input,
+    output:
+        report(
+            "results/{kind}/{name}/figures/glass.png",
+            caption="../report/compare.rst",
+            category="{kind}",
+            labels={"name": "{name}", "figure": "glass brain"},
+        ),
+        "results/{kind}/{name}/figures/glass.json",
+    log:
+        "logs/compare_figure/{kind}_{name}.log",
+    benchmark:
+        "results/benchmarks/compare_figure/{kind}_{name}.tsv"
+    conda:
+        "../../envs/cbma.yaml"
+    params:
+        code=code_fingerprint("report"),
+    message:
+        "Figure of {wildcards.kind} {wildcards.name}"
+    script:
+        "../../scripts/compare_figure.py"
+
+
+rule provenance:
+    input:
+        [f for f in final_outputs() if f != "results/provenance.json"],
+    output:
+        "results/provenance.json",
+    log:
+        "logs/provenance.log",
+    benchmark:
+        "results/benchmarks/provenance.tsv"
+    conda:
+        "../../envs/cbma.yaml"
+    params:
+        config=config,
+        code=code_fingerprint("provenance"),
+    message:
+        "Writing the run's provenance record"
+    script:
+        "../../scripts/provenance.py"

@@ -1,0 +1,40 @@
+"""Rule subtraction: gather the permutations into the maps of an ALE subtraction."""
+
+import numpy as np
+import pandas as pd
+
+from cbma import clusters, compare, io, space
+from cbma.runner import run
+
+
+def main(job):
+    smk = job.smk
+    p = smk.params
+    mask = space.load_mask(smk.input.mask)
+    pooled = compare.pool_groups(*(io.load_sparse(path)[0] for path in smk.input.ma))
+    difference = compare.observed_difference(pooled)
+    null = compare.merge_chunks([compare.load_chunk(c) for c in smk.input.chunks], p.n_iters)
+    significant = [mask.apply(np.asanyarray(io.load_nifti(f).dataobj)) != 0
+                   for f in smk.input.significant] or [None, None]
+    maps = compare.subtraction_maps(difference, null, p.mode, *significant)
+    maps.update(compare.subtraction_fwe_maps(difference, null))
+    z_name = f"z_{compare.CONTRAST}"
+    maps[f"{z_name}_thresholded"] = np.where(maps[f"p_{compare.CONTRAST}"] < p.alpha,
+                                             maps[z_name], 0.0)
+    for path in smk.output.maps:
+        if path.endswith(".nii.gz"):
+            name = path.rsplit("/", 1)[1].removesuffix(".nii.gz")
+            io.save_nifti(mask.to_image(maps[name]), path)
+    atlas = clusters.load_atlas(smk.input.atlas, smk.input.atlas_labels)
+    table, _ = clusters.cluster_table(maps[f"{z_name}_thresholded"], mask, threshold=0.0,
+                                      peak_map=maps[z_name], atlas=atlas)
+    io.write_tsv(table, smk.output.table[0])
+    io.write_tsv(pd.DataFrame({"iteration": null["iterations"], "max_abs_difference":
+                               null["max_abs"]}), smk.output.null[0])
+    n_sig = int((maps[f"{z_name}_thresholded"] != 0).sum())
+    job.log(f"{smk.wildcards.contrast} ({' minus '.join(p.analyses)}): {n_sig} voxels with "
+            f"p < {p.alpha:g} ({p.mode} mode, {p.n_iters} permutations)", echo=True)
+    job.finish(outputs=[*smk.output.maps, *smk.output.table, *smk.output.null])
+
+
+run(snakemake, main)  # noqa: F821
