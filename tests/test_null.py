@@ -27,6 +27,26 @@ def test_compiled_iterations_equal_the_plain_reference(model):
         assert row[2] == pytest.approx(ref[2], abs=1e-12)
 
 
+def test_results_do_not_depend_on_the_kernel_cores(model):
+    """The cores only decide which voxels are computed exactly: same numbers for any share."""
+    runs = [null.run_iterations(model, 4, "k", range(15), 0.01146, core_share=share)
+            for share in (0.02, 0.25, 0.9)]
+    for other in runs[1:]:
+        np.testing.assert_array_equal(other[:, :2], runs[0][:, :2])
+        np.testing.assert_allclose(other[:, 2], runs[0][:, 2], rtol=0, atol=1e-12)
+
+
+def test_wide_kernels_without_clusters_still_give_the_exact_maximum():
+    """No voxel passes the threshold and the cores miss most voxels: the full-kernel pass."""
+    mask = space.load_mask(MASK)
+    wide = null.RandomFociModel(np.array([1, 2, 1]), np.array([30.0, 30.0, 30.0]), mask)
+    out = null.run_iterations(wide, 0, "wide", range(4), 0.05)
+    for row, c in zip(out, wide.draw(0, "wide", range(4)), strict=True):
+        ref = null.iteration_reference(wide, c, 0.05)
+        assert ref[1] == 0 and row[1] == 0  # nothing above the threshold
+        assert row[0] == pytest.approx(ref[0], rel=1e-12)
+
+
 def test_iterations_do_not_depend_on_chunking_or_order(model):
     whole = null.run_iterations(model, 0, "a", range(12), 0.01146)
     parts = np.vstack([null.run_iterations(model, 0, "a", range(8, 12), 0.01146, batch=3),
