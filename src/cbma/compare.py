@@ -125,6 +125,21 @@ def pool_groups(ma1, ma2):
 # gets bit-identical values (ties between permuted and observed differences
 # stay ties). The two functions below do the same arithmetic.
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _group_products(v, indptr, indices, data, group1, p1, p2):
+    """P1 and P2 at touched voxel ``v`` for each labelling (columns of group1)."""
+    p1[:] = 1.0
+    p2[:] = 1.0
+    for j in range(indptr[v], indptr[v + 1]):
+        x = data[j]
+        labels = group1[indices[j]]
+        for k in range(p1.size):
+            if labels[k]:
+                p1[k] *= x
+            else:
+                p2[k] *= x
+
+
 @numba.njit(cache=True, nogil=True)
 def _differences(indptr, indices, data, group1):
     """``P2 - P1`` at each touched voxel (rows) for each labelling (columns of group1)."""
@@ -133,16 +148,7 @@ def _differences(indptr, indices, data, group1):
     p1 = np.empty(n_lab)
     p2 = np.empty(n_lab)
     for v in range(indptr.size - 1):
-        p1[:] = 1.0
-        p2[:] = 1.0
-        for j in range(indptr[v], indptr[v + 1]):
-            x = data[j]
-            labels = group1[indices[j]]
-            for k in range(n_lab):
-                if labels[k]:
-                    p1[k] *= x
-                else:
-                    p2[k] *= x
+        _group_products(v, indptr, indices, data, group1, p1, p2)
         for k in range(n_lab):
             out[v, k] = p2[k] - p1[k]
     return out
@@ -155,16 +161,7 @@ def _count_permutations(indptr, indices, data, group1, observed, n_ge, n_le, max
     p1 = np.empty(n_lab)
     p2 = np.empty(n_lab)
     for v in range(indptr.size - 1):
-        p1[:] = 1.0
-        p2[:] = 1.0
-        for j in range(indptr[v], indptr[v + 1]):
-            x = data[j]
-            labels = group1[indices[j]]
-            for k in range(n_lab):
-                if labels[k]:
-                    p1[k] *= x
-                else:
-                    p2[k] *= x
+        _group_products(v, indptr, indices, data, group1, p1, p2)
         obs = observed[v]
         ge = 0
         le = 0
