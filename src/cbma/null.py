@@ -117,28 +117,57 @@ class RandomFociModel:
 
 
 @numba.njit(cache=True, nogil=True)
-def _exact_log(v, fijk, foci_ptr, exp_kernel, cube_ptr, cube_half, cube_log, strides):
-    """log(1 - ALE) at padded voxel ``v``, from every focus's full kernel."""
+def _bin_foci(fijk, cell, dims, cell_start, cell_foci):
+    """Sort the foci into cubic cells of side ``cell`` (counting sort, stable)."""
+    cell_start[:] = 0
+    n = fijk.shape[0]
+    for f in range(n):
+        c = ((fijk[f, 0] // cell) * dims[1] + fijk[f, 1] // cell) * dims[2] + fijk[f, 2] // cell
+        cell_start[c + 1] += 1
+    for c in range(1, cell_start.size):
+        cell_start[c] += cell_start[c - 1]
+    fill = cell_start[:-1].copy()
+    for f in range(n):
+        c = ((fijk[f, 0] // cell) * dims[1] + fijk[f, 1] // cell) * dims[2] + fijk[f, 2] // cell
+        cell_foci[fill[c]] = f
+        fill[c] += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_log(v, fijk, focus_exp, exp_kernel, cube_ptr, cube_half, cube_log, strides,
+               cell, dims, cell_start, cell_foci, low):
+    """log(1 - ALE) at padded voxel ``v``, from the full kernels of the foci near it.
+
+    Only the foci in the 27 cells around ``v`` can reach it (a cell is at least
+    as wide as the widest kernel's half-width). Each experiment's minimum of
+    log(1 - kernel) is then summed in experiment order, as a plain computation does.
+    """
     vi = v // strides[0]
     vj = (v % strides[0]) // strides[1]
     vk = v % strides[1]
+    ci, cj, ck = vi // cell, vj // cell, vk // cell
+    for a in range(max(ci - 1, 0), min(ci + 2, dims[0])):
+        for b in range(max(cj - 1, 0), min(cj + 2, dims[1])):
+            for d in range(max(ck - 1, 0), min(ck + 2, dims[2])):
+                c = (a * dims[1] + b) * dims[2] + d
+                for q in range(cell_start[c], cell_start[c + 1]):
+                    f = cell_foci[q]
+                    e = focus_exp[f]
+                    kern = exp_kernel[e]
+                    half = cube_half[kern]
+                    side = 2 * half + 1
+                    di = vi - fijk[f, 0] + half
+                    dj = vj - fijk[f, 1] + half
+                    dk = vk - fijk[f, 2] + half
+                    if 0 <= di < side and 0 <= dj < side and 0 <= dk < side:
+                        val = cube_log[cube_ptr[kern] + (di * side + dj) * side + dk]
+                        if val < low[e]:
+                            low[e] = val
     total = 0.0
-    for e in range(foci_ptr.size - 1):
-        kern = exp_kernel[e]
-        half = cube_half[kern]
-        side = 2 * half + 1
-        base = cube_ptr[kern]
-        low = 0.0
-        for f in range(foci_ptr[e], foci_ptr[e + 1]):
-            di = vi - fijk[f, 0] + half
-            dj = vj - fijk[f, 1] + half
-            dk = vk - fijk[f, 2] + half
-            if 0 <= di < side and 0 <= dj < side and 0 <= dk < side:
-                val = cube_log[base + (di * side + dj) * side + dk]
-                if val < low:
-                    low = val
-        if low < 0.0:
-            total += low
+    for e in range(low.size):
+        if low[e] < 0.0:
+            total += low[e]
+            low[e] = 0.0
     return total
 
 
@@ -177,43 +206,90 @@ def _sum_kernels(it, centres, foci_ptr, exp_kernel, ptr, off, logv, in_mask, lma
 
 
 @numba.njit(cache=True, nogil=True)
+def _sum_cores(centres_it, focus_kernel, core_ptr, core_off, core_log, in_mask, approx,
+               touched):
+    """approx[v] = sum over all foci of the core's log(1 - kernel) at v (float32).
+
+    Foci go in voxel order, so that neighbouring kernels share cache lines.
+    Returns the number of voxels written, listed in ``touched``.
+    """
+    order = np.argsort(centres_it)
+    n_touched = 0
+    for q in range(order.size):
+        f = order[q]
+        c = centres_it[f]
+        k = focus_kernel[f]
+        for j in range(core_ptr[k], core_ptr[k + 1]):
+            v = c + core_off[j]
+            if in_mask[v]:
+                a = approx[v]
+                if a == 0.0:
+                    touched[n_touched] = v
+                    n_touched += 1
+                approx[v] = a + core_log[j]
+    return n_touched
+
+
+@numba.njit(cache=True, nogil=True)
 def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, core_gap,
                 k_ptr, k_off, k_log, cube_ptr, cube_half, cube_log, in_mask, strides,
-                threshold, lma, acc, state, exp_list, touched, queue, fijk, out):
+                threshold, approx, lma, acc, state, exp_list, touched, queue, fijk, out):
     # Works in log space: an experiment's log(1 - MA) at a voxel is the minimum
     # of its kernels' log(1 - value) there (log1p is monotone, so this equals
     # log1p(-max MA) exactly), and ALE = -expm1(sum over experiments).
+    #
+    # Stage 1 sums the cores' log(1 - kernel) over all foci (S). Every term is
+    # <= 0, so an experiment's minimum over its foci is >= the sum of its
+    # terms, and the part of a kernel outside its core adds at most core_gap:
+    # the exact log(1 - ALE) is >= S - n_experiments * core_gap ("lower").
+    # A voxel whose lower bound is at or above the threshold's log cannot be
+    # in a cluster; one whose lower bound is above an exact value found
+    # elsewhere cannot be the maximum. Only the other voxels are computed
+    # exactly (stage 2), from the foci near them.
     n_exp = foci_ptr.size - 1
+    n_foci = centres.shape[1]
+    focus_exp = np.empty(n_foci, dtype=np.int64)
+    for e in range(n_exp):
+        focus_exp[foci_ptr[e]:foci_ptr[e + 1]] = e
+    focus_kernel = exp_kernel[focus_exp]
+    low = np.zeros(n_exp)
+    # cells for finding the foci near a voxel: as wide as the widest half-kernel
+    cell = max(cube_half.max(), 1)
+    dims = np.empty(3, dtype=np.int64)
+    dims[0] = (in_mask.size // strides[0]) // cell + 1
+    dims[1] = (strides[0] // strides[1]) // cell + 1
+    dims[2] = strides[1] // cell + 1
+    cell_start = np.zeros(dims[0] * dims[1] * dims[2] + 1, dtype=np.int64)
+    cell_foci = np.empty(n_foci, dtype=np.int64)
     neighbours = (strides[0], -strides[0], strides[1], -strides[1], 1, -1)
     # ALE > threshold  <=>  acc < log1p(-threshold); the margin lets rounding
     # cases through to the exact test below.
     log_threshold = np.log1p(-threshold) + 1e-12
-    # the cores' sum exceeds the true log(1 - ALE) by at most this
     band = n_exp * core_gap + 1e-12
     for it in range(centres.shape[0]):
-        for f in range(centres.shape[1]):
+        for f in range(n_foci):
             c = centres[it, f]
             fijk[f, 0] = c // strides[0]
             fijk[f, 1] = (c % strides[0]) // strides[1]
             fijk[f, 2] = c % strides[1]
-        # stage 1: the cores' sum
-        n_touched = _sum_kernels(it, centres, foci_ptr, exp_kernel, core_ptr, core_off,
-                                 core_log, in_mask, lma, acc, exp_list, touched)
-        # stage 2: exact values where a voxel may pass the threshold or be the maximum
-        low_approx = 0.0
-        for q in range(n_touched):
-            if acc[touched[q]] < low_approx:
-                low_approx = acc[touched[q]]
-        cutoff = max(log_threshold, low_approx) + band
+        _bin_foci(fijk, cell, dims, cell_start, cell_foci)
+        # stage 1
+        n_touched = _sum_cores(centres[it], focus_kernel, core_ptr, core_off, core_log, in_mask,
+                               approx, touched)
+        # stage 2: the voxels that may pass the threshold, computed exactly
+        # (float32 rounding of S: a relative 1e-4 is far more than it can be)
         min_acc = 0.0
         n_supra = 0
+        best = 0
         for q in range(n_touched):
             v = touched[q]
-            if acc[v] >= cutoff:
+            a32 = approx[v]
+            if a32 < approx[touched[best]]:
+                best = q
+            if a32 * (1 + 1e-4) - band >= log_threshold:
                 continue
-            a = _exact_log(v, fijk, foci_ptr, exp_kernel, cube_ptr, cube_half, cube_log,
-                           strides)
-            acc[v] = a
+            a = _exact_log(v, fijk, focus_exp, exp_kernel, cube_ptr, cube_half, cube_log,
+                           strides, cell, dims, cell_start, cell_foci, low)
             if a < min_acc:
                 min_acc = a
             if a < log_threshold:
@@ -223,17 +299,33 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
                     acc[v] = s
                     touched[n_supra], touched[q] = v, touched[n_supra]
                     n_supra += 1
+        if n_supra == 0 and n_touched > 0:  # (then no swap above has moved `best`)
+            # no cluster: the maximum is the exact minimum of log(1 - ALE) over
+            # the voxels whose lower bound is below the exact value of the best
+            # stage-1 voxel (and below the threshold's: those were done above)
+            a = _exact_log(touched[best], fijk, focus_exp, exp_kernel, cube_ptr, cube_half,
+                           cube_log, strides, cell, dims, cell_start, cell_foci, low)
+            if a < min_acc:
+                min_acc = a
+            for q in range(n_touched):
+                lower = approx[touched[q]] * (1 + 1e-4) - band
+                if lower < min_acc and lower >= log_threshold:
+                    a = _exact_log(touched[q], fijk, focus_exp, exp_kernel, cube_ptr,
+                                   cube_half, cube_log, strides, cell, dims, cell_start,
+                                   cell_foci, low)
+                    if a < min_acc:
+                        min_acc = a
         if n_supra == 0 and min_acc > -band:
             # A voxel that no core reaches might hold the maximum (very wide
-            # kernels): this iteration is done again with the full kernels.
-            for q in range(n_touched):
-                acc[touched[q]] = 0.0
-            n_touched = _sum_kernels(it, centres, foci_ptr, exp_kernel, k_ptr, k_off, k_log,
-                                     in_mask, lma, acc, exp_list, touched)
-            min_acc = 0.0
-            for q in range(n_touched):
-                if acc[touched[q]] < min_acc:
-                    min_acc = acc[touched[q]]
+            # kernels): the maximum comes from the full kernels.
+            n_full = _sum_kernels(it, centres, foci_ptr, exp_kernel, k_ptr, k_off, k_log,
+                                  in_mask, lma, acc, exp_list, queue)
+            for q in range(n_full):
+                if acc[queue[q]] < min_acc:
+                    min_acc = acc[queue[q]]
+                acc[queue[q]] = 0.0
+        for q in range(n_touched):
+            approx[touched[q]] = 0.0
         max_size = 0
         max_mass = 0.0
         for q in range(n_supra):
@@ -258,7 +350,7 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
                 max_size = tail
             if mass > max_mass:
                 max_mass = mass
-        for q in range(n_touched):
+        for q in range(n_supra):
             v = touched[q]
             acc[v] = 0.0
             state[v] = 0
@@ -297,6 +389,7 @@ def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=
     """
     iterations = np.asarray(iterations, dtype=np.int64)
     size = int(np.prod(model.padded_shape))
+    approx = np.zeros(size, dtype=np.float32)
     lma = np.zeros(size)
     acc = np.zeros(size)
     state = np.zeros(size, dtype=np.uint8)
@@ -317,11 +410,11 @@ def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=
     for b0 in range(0, iterations.size, batch):
         its = iterations[b0:b0 + batch]
         centres = model.draw(seed, analysis, its)
-        _iterations(centres, model.foci_ptr, model.exp_kernel, core_ptr, core_off, core_log,
-                    core_gap, model.k_ptr, model.k_off, model.k_log, model.cube_ptr,
-                    model.cube_half, model.cube_log, model.in_mask, model.strides,
-                    float(threshold), lma, acc, state, exp_list, touched, queue, fijk,
-                    out[b0:b0 + its.size])
+        _iterations(centres, model.foci_ptr, model.exp_kernel, core_ptr, core_off,
+                    core_log.astype(np.float32), core_gap, model.k_ptr, model.k_off,
+                    model.k_log, model.cube_ptr, model.cube_half, model.cube_log,
+                    model.in_mask, model.strides, float(threshold), approx, lma, acc, state,
+                    exp_list, touched, queue, fijk, out[b0:b0 + its.size])
         if log is not None:
             done = b0 + its.size
             rate = done / (time.perf_counter() - start)
