@@ -33,6 +33,9 @@ def main(job):
     io.write_tsv(nulls, smk.output.null[0])
 
     summary = correct.fwe_summary(p_maps, clusters, nulls, threshold, p.alpha)
+    if p.early_stopping:
+        summary["early_stopping"] = {**p.early_stopping, "n_iters_max": p.n_iters,
+                                     "stopped_early": len(nulls) < p.n_iters}
     with open(smk.output.summary, "w") as fh:
         json.dump(summary, fh, indent=2)
         fh.write("\n")

@@ -90,3 +90,34 @@ def test_planted_convergence_is_significant_and_noise_is_not():
     assert np.linalg.norm(peak - [-44, 20, 10]) < 4
     # nothing significant far from the planted spot
     assert np.linalg.norm(sig_xyz - [-44, 20, 10], axis=1).max() < 20
+
+
+# ------------------------------------------------------- early stopping ----
+
+def test_quantile_se_matches_the_analytic_value():
+    """For U(0, 1) the 95th percentile's SE is sqrt(q (1 - q) / n) / density = sqrt(.0475 / n)."""
+    rng = np.random.default_rng(1)
+    for n in (2000, 20000):
+        ses = [correct.quantile_se(rng.uniform(size=n), 0.05) for _ in range(20)]
+        assert np.mean(ses) == pytest.approx(np.sqrt(0.05 * 0.95 / n), rel=0.1)
+    # and it shrinks as 1 / sqrt(n) on a skewed null too (exponential: density 0.05 there)
+    ses = [correct.quantile_se(rng.exponential(size=4000), 0.05) for _ in range(40)]
+    assert np.mean(ses) == pytest.approx(np.sqrt(0.05 * 0.95 / 4000) / 0.05, rel=0.1)
+    assert correct.quantile_se([1.0], 0.05) == np.inf
+
+
+def test_early_stop_needs_both_thresholds_and_min_iters():
+    rng = np.random.default_rng(2)
+    nulls = pd.DataFrame({"max_stat": 0.02 + 0.002 * rng.standard_normal(4000),
+                          "max_cluster_size": rng.poisson(60, 4000)})
+    loose = correct.early_stop(nulls, 0.05, 0.05, 1000)
+    assert loose["stop"] and loose["n_iters"] == 4000
+    assert all(e["relative_se"] < 0.05 for e in loose["errors"].values())
+    assert not correct.early_stop(nulls, 0.05, 0.05, 5000)["stop"]  # too few iterations
+    assert not correct.early_stop(nulls, 0.05, 1e-4, 1000)["stop"]  # too strict
+    # the cluster-size threshold alone can hold it back
+    wide = nulls.assign(max_cluster_size=rng.exponential(60, 4000))
+    size_se = correct.early_stop(wide, 0.05, 0.05, 10)["errors"]["cluster_size"]["relative_se"]
+    stat_se = correct.early_stop(wide, 0.05, 0.05, 10)["errors"]["max_stat"]["relative_se"]
+    assert stat_se < size_se
+    assert not correct.early_stop(wide, 0.05, (stat_se + size_se) / 2, 10)["stop"]

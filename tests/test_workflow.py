@@ -201,6 +201,40 @@ def test_rerun_triggers(small_runs, tmp_path):
                                      "compare_figure": 1, "report": 1, "provenance": 1, "all": 1}
 
 
+def test_early_stopping_stops_at_the_first_chunk_within_tolerance(tmp_path):
+    """Chunk by chunk from min_iters on; the same chunks whatever the cores."""
+    from cbma import correct
+
+    rule = {"tolerance": 0.03, "min_iters": 300}
+    cfg = {"seed": 11, "chunk_size": 100,
+           "datasets": {"k": {"path": "resources/data/semantic_knowledge_children.txt",
+                              "format": "sleuth"}},
+           "analyses": {"k": {"dataset": "k",
+                              "correction": {"n_iters": 3000, "early_stopping": rule}}}}
+    target = "results/analyses/k/fwe_summary.json"
+    runs = {}
+    for cores in (1, 2):
+        workdir = tmp_path / f"cores{cores}"
+        write_config(workdir, cfg)
+        smk(workdir, target, cores=cores)
+        runs[cores] = workdir / "results" / "analyses" / "k"
+    summary = json.loads((runs[1] / "fwe_summary.json").read_text())
+    n = summary["n_iters"]
+    assert 300 <= n < 3000 and n % 100 == 0
+    assert summary["early_stopping"] == {**rule, "n_iters_max": 3000, "stopped_early": True}
+    # the rule, replayed on the iterations that ran: first true at n, false before
+    nulls = pd.read_csv(runs[1] / "null_distributions.tsv", sep="\t")
+    assert len(nulls) == n
+    decisions = [correct.early_stop(nulls.iloc[:m], 0.05, 0.03, 300)["stop"]
+                 for m in range(300, n + 1, 100)]
+    assert len(decisions) >= 2 and decisions == [False] * (len(decisions) - 1) + [True]
+    assert summary["threshold_errors"]["cluster_size"]["relative_se"] <= 0.03
+    # no chunk beyond the stop was computed, and both runs agree byte for byte
+    assert sorted(p.name for p in (runs[1] / "fwe_null").glob("chunk-*.tsv")) == sorted(
+        f"chunk-{c}.tsv" for c in range(n // 100))
+    assert comparable(runs[1]) == comparable(runs[2])
+
+
 # ------------------------------------------------------------ bad input ----
 
 @needs_shared

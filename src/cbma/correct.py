@@ -77,6 +77,81 @@ def percentile_threshold(null, alpha):
     return float(np.percentile(np.asarray(null, dtype=float), 100 * (1 - alpha)))
 
 
+def quantile_se(null, alpha):
+    """Monte Carlo standard error of the (1 - alpha) quantile of a null.
+
+    Distribution-free, from order statistics: with ``n`` iterations and
+    ``q = 1 - alpha``, the number of null values below the true quantile is
+    binomial(n, q), so the order statistics at ``n q -/+ sqrt(n q (1 - q))``
+    bracket the quantile by about one standard error on each side; the SE is
+    half their distance.
+
+    Parameters
+    ----------
+    null : array-like
+        Null values (e.g. the maximum ALE of each Monte Carlo iteration).
+    alpha : float
+        FWE level; the threshold is the (1 - alpha) quantile.
+
+    Returns
+    -------
+    float
+        The standard error, in the null's units (``inf`` with fewer than 2 values).
+    """
+    values = np.sort(np.asarray(null, dtype=float))
+    n = values.size
+    if n < 2:
+        return float("inf")
+    q = 1 - alpha
+    half = np.sqrt(n * q * (1 - q))
+    lo = int(np.clip(np.floor(n * q - half), 0, n - 1))
+    hi = int(np.clip(np.ceil(n * q + half), 0, n - 1))
+    return float((values[hi] - values[lo]) / 2)
+
+
+def threshold_errors(nulls, alpha):
+    """Standard errors of the FWE thresholds, absolute and relative to the threshold.
+
+    Returns
+    -------
+    dict
+        ``{"max_stat": {"se", "relative_se"}, "cluster_size": {...}}``: the
+        thresholds that voxel-level and cluster-level (size) FWE use.
+    """
+    out = {}
+    for key, column in (("max_stat", "max_stat"), ("cluster_size", "max_cluster_size")):
+        se = quantile_se(nulls[column], alpha)
+        thr = percentile_threshold(nulls[column], alpha)
+        out[key] = {"se": se, "relative_se": se / thr if thr > 0 else float("inf")}
+    return out
+
+
+def early_stop(nulls, alpha, tolerance, min_iters):
+    """Whether a Monte Carlo may stop: both thresholds known within ``tolerance``.
+
+    Parameters
+    ----------
+    nulls : pandas.DataFrame
+        The iterations so far (columns ``max_stat``, ``max_cluster_size``).
+    alpha : float
+        FWE level.
+    tolerance : float
+        Largest relative standard error accepted for the voxel-level (max
+        statistic) and cluster-size thresholds.
+    min_iters : int
+        Never stop before this many iterations.
+
+    Returns
+    -------
+    dict
+        ``{"stop": bool, "n_iters": int, "errors": threshold_errors(...)}``.
+    """
+    errors = threshold_errors(nulls, alpha)
+    stop = len(nulls) >= min_iters and all(e["relative_se"] <= tolerance
+                                           for e in errors.values())
+    return {"stop": bool(stop), "n_iters": int(len(nulls)), "errors": errors}
+
+
 def fwe_summary(p_maps, clusters, nulls, threshold, alpha):
     """A JSON-ready summary of a Monte Carlo FWE correction.
 
@@ -99,6 +174,7 @@ def fwe_summary(p_maps, clusters, nulls, threshold, alpha):
     p_mass = null_to_p(masses, nulls["max_cluster_mass"])
     return {
         "n_iters": int(len(nulls)),
+        "threshold_errors": threshold_errors(nulls, alpha),
         "alpha": alpha,
         "cluster_forming_threshold": threshold,
         "thresholds": {

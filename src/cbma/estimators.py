@@ -22,9 +22,10 @@ def ale_stat(ma):
     -------
     ndarray of shape (n_voxels,)
     """
-    logs = ma.tocsr(copy=True)
-    logs.data = np.log1p(-logs.data)
-    return -np.expm1(np.asarray(logs.sum(axis=0)).ravel())
+    ma = ma.tocsr()
+    # sum of log(1 - MA) per voxel, without copying the index arrays
+    log_sum = np.bincount(ma.indices, weights=np.log1p(-ma.data), minlength=ma.shape[1])
+    return -np.expm1(log_sum)
 
 
 def _nearest_bin(values, n_bins):

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import subprocess
 import time
 from importlib import metadata
@@ -131,6 +132,8 @@ def record(rule, inputs, params, started, seed=None, extra=None, outputs=None):
         "seconds": round(finished - started, 3),
         "host": platform.node(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        # the job's peak memory so far (Linux reports kB)
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     return rec
 

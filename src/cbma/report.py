@@ -132,6 +132,13 @@ def methods_paragraph(name, info):
         kernel = (f"an FWHM that depended on each experiment's sample size "
                   f"({info['fwhm_min']:.2f}-{info['fwhm_max']:.2f} mm)")
     corr = info["correction"]
+    stopping = ""
+    if corr.get("early_stopping"):
+        stopping = (" The Monte Carlo stopped once the Monte Carlo standard errors of the "
+                    "voxel-level and cluster-size thresholds were both below "
+                    f"{100 * corr['early_stopping']['tolerance']:g} % of the thresholds "
+                    f"(checked after each chunk of iterations), or at {corr['n_iters_max']} "
+                    "iterations.")
     tal = (f" {info['n_tal']} foci reported in Talairach space were converted to MNI space "
            "(Lancaster et al., 2007)." if info.get("n_tal") else "")
     outside = (f" {info['n_outside']} foci fell outside the brain mask and were "
@@ -149,8 +156,22 @@ def methods_paragraph(name, info):
         f"p < {corr['voxel_thresh']:g} (ALE > {info['cluster_forming_threshold']:.5f}), "
         f"the cluster-size null coming from {corr['n_iters']} Monte Carlo iterations with "
         f"random foci (seed {info['seed']}; Eickhoff et al., 2016), as in NiMARE "
-        "(Salo et al., 2023)."
+        f"(Salo et al., 2023).{stopping}"
     )
+    return text
+
+
+def _monte_carlo_fact(summary):
+    """How many iterations ran, and why they stopped where they did."""
+    text = _fmt_int(summary["n_iters"])
+    rule = summary.get("early_stopping")
+    if rule:
+        if rule["stopped_early"]:
+            text += (f" (early stopping: both thresholds within a relative standard error of "
+                     f"{rule['tolerance']:g}; at most {_fmt_int(rule['n_iters_max'])})")
+        else:
+            text += (f" (the maximum; early stopping at a relative standard error of "
+                     f"{rule['tolerance']:g} was not reached)")
     return text
 
 
@@ -211,10 +232,14 @@ def analysis_section(name, analysis, coordinates, ma_record, summary, figures, s
         ("cluster-forming threshold",
          f"p < {analysis['correction']['voxel_thresh']:g} (ALE > "
          f"{summary['cluster_forming_threshold']:.5f})"),
-        ("Monte Carlo iterations", _fmt_int(summary["n_iters"])),
+        ("Monte Carlo iterations", _monte_carlo_fact(summary)),
         (f"FWE {summary['alpha']:g} thresholds",
          f"max ALE {thr['max_stat']:.5f}; cluster size {thr['cluster_size']:g} voxels; "
          f"cluster mass {thr['cluster_mass']:.4f}"),
+        ("Monte Carlo standard errors of the thresholds",
+         "; ".join(f"{label} {err['se']:.3g} ({100 * err['relative_se']:.1f} %)"
+                   for label, err in zip(("max ALE", "cluster size"),
+                                         summary["threshold_errors"].values(), strict=True))),
         ("clusters", f"{clusters['n']} above the cluster-forming threshold, "
          f"{clusters['n_significant_size']} significant by size, "
          f"{clusters['n_significant_mass']} by mass"),
@@ -238,7 +263,9 @@ def analysis_section(name, analysis, coordinates, ma_record, summary, figures, s
         "n_experiments": len(exps), "n_foci": len(coordinates),
         "n_subjects": n_subjects if n_subjects is not None else "an unknown number of",
         "fwhm_min": min(fwhm.values()), "fwhm_max": max(fwhm.values()),
-        "kernel": analysis["kernel"], "n_tal": n_tal, "correction": analysis["correction"],
+        "kernel": analysis["kernel"], "n_tal": n_tal,
+        "correction": {**analysis["correction"], "n_iters": summary["n_iters"],
+                       "n_iters_max": analysis["correction"]["n_iters"]},
         "cluster_forming_threshold": summary["cluster_forming_threshold"], "seed": seed,
         "version": version, "n_outside": n_outside, "outside_action": ma_record.get(
             "outside_mask_foci", "kept"),

@@ -1,4 +1,5 @@
 # Config checking and the input functions of the rules.
+import json
 import math
 import re
 import sys
@@ -132,9 +133,31 @@ def n_chunks(analysis):
 
 
 def null_chunks(wildcards):
+    """The Monte Carlo chunks the gather uses: all of them, or, with early
+    stopping, those up to the first whose progress check says stop (the checks
+    are checkpoints: Snakemake runs them one chunk at a time from min_iters on)."""
+    analysis = wildcards.analysis
+    last = n_chunks(analysis) - 1
+    stopping = ANALYSES[analysis]["correction"].get("early_stopping")
+    if stopping:
+        chunk = min(
+            max(math.ceil(stopping["min_iters"] / config["chunk_size"]), 1) - 1, last
+        )
+        while chunk < last:
+            progress = checkpoints.fwe_progress.get(analysis=analysis, chunk=chunk)
+            if json.loads(Path(progress.output[0]).read_text())["stop"]:
+                break
+            chunk += 1
+        last = chunk
+    return [
+        f"results/analyses/{analysis}/fwe_null/chunk-{c}.tsv" for c in range(last + 1)
+    ]
+
+
+def chunks_so_far(wildcards):
     return [
         f"results/analyses/{wildcards.analysis}/fwe_null/chunk-{c}.tsv"
-        for c in range(n_chunks(wildcards.analysis))
+        for c in range(int(wildcards.chunk) + 1)
     ]
 
 

@@ -28,6 +28,27 @@ rule fwe_null:
         "../../scripts/fwe_null.py"
 
 
+checkpoint fwe_progress:
+    input:
+        chunks_so_far,
+    output:
+        "results/analyses/{analysis}/fwe_null/progress-{chunk}.json",
+    log:
+        "logs/fwe_progress/{analysis}_chunk-{chunk}.log",
+    benchmark:
+        "results/benchmarks/fwe_progress/{analysis}_chunk-{chunk}.tsv"
+    conda:
+        "../../envs/cbma.yaml"
+    params:
+        alpha=lambda wc: correction(wc)["alpha"],
+        early_stopping=lambda wc: correction(wc)["early_stopping"],
+        code=code_fingerprint("correct", "io"),
+    message:
+        "Early-stopping check of {wildcards.analysis} after chunk {wildcards.chunk}"
+    script:
+        "../../scripts/fwe_progress.py"
+
+
 rule fwe_correct:
     input:
         stat="results/analyses/{analysis}/stat.nii.gz",
@@ -49,8 +70,9 @@ rule fwe_correct:
         n_iters=lambda wc: correction(wc)["n_iters"],
         voxel_thresh=lambda wc: correction(wc)["voxel_thresh"],
         alpha=lambda wc: correction(wc)["alpha"],
+        early_stopping=lambda wc: correction(wc).get("early_stopping"),
         code=code_fingerprint("correct", "estimators", "io", "space"),
     message:
-        "FWE correction of {wildcards.analysis} from {params.n_iters} Monte Carlo iterations"
+        "FWE correction of {wildcards.analysis} (at most {params.n_iters} Monte Carlo iterations)"
     script:
         "../../scripts/fwe_correct.py"
