@@ -206,11 +206,12 @@ def _sum_kernels(it, centres, foci_ptr, exp_kernel, ptr, off, logv, in_mask, lma
 
 
 @numba.njit(cache=True, nogil=True)
-def _sum_cores(centres_it, focus_kernel, core_ptr, core_off, core_log, in_mask, approx,
-               touched):
+def _sum_cores(centres_it, focus_kernel, core_ptr, core_off, core_log, approx, touched):
     """approx[v] = sum over all foci of the core's log(1 - kernel) at v (float32).
 
     Foci go in voxel order, so that neighbouring kernels share cache lines.
+    Voxels outside the mask are summed too (the caller skips them): no test
+    per voxel, and the list of voxels written grows without a branch.
     Returns the number of voxels written, listed in ``touched``.
     """
     order = np.argsort(centres_it)
@@ -221,12 +222,10 @@ def _sum_cores(centres_it, focus_kernel, core_ptr, core_off, core_log, in_mask, 
         k = focus_kernel[f]
         for j in range(core_ptr[k], core_ptr[k + 1]):
             v = c + core_off[j]
-            if in_mask[v]:
-                a = approx[v]
-                if a == 0.0:
-                    touched[n_touched] = v
-                    n_touched += 1
-                approx[v] = a + core_log[j]
+            a = approx[v]
+            touched[n_touched] = v
+            n_touched += a == 0.0
+            approx[v] = a + core_log[j]
     return n_touched
 
 
@@ -266,6 +265,11 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
     # cases through to the exact test below.
     log_threshold = np.log1p(-threshold) + 1e-12
     band = n_exp * core_gap + 1e-12
+    # a voxel is skipped when its lower bound approx * (1 + 1e-4) - band is at
+    # or above log_threshold, i.e. when approx >= skip_level
+    skip_level = np.float32((log_threshold + band) / (1 + 1e-4))
+    if skip_level * (1 + 1e-4) - band < log_threshold:  # float32 rounding: one step down
+        skip_level = np.nextafter(skip_level, np.float32(0))
     for it in range(centres.shape[0]):
         for f in range(n_foci):
             c = centres[it, f]
@@ -274,19 +278,15 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
             fijk[f, 2] = c % strides[1]
         _bin_foci(fijk, cell, dims, cell_start, cell_foci)
         # stage 1
-        n_touched = _sum_cores(centres[it], focus_kernel, core_ptr, core_off, core_log, in_mask,
+        n_touched = _sum_cores(centres[it], focus_kernel, core_ptr, core_off, core_log,
                                approx, touched)
         # stage 2: the voxels that may pass the threshold, computed exactly
         # (float32 rounding of S: a relative 1e-4 is far more than it can be)
         min_acc = 0.0
         n_supra = 0
-        best = 0
         for q in range(n_touched):
             v = touched[q]
-            a32 = approx[v]
-            if a32 < approx[touched[best]]:
-                best = q
-            if a32 * (1 + 1e-4) - band >= log_threshold:
+            if approx[v] >= skip_level or not in_mask[v]:
                 continue
             a = _exact_log(v, fijk, focus_exp, exp_kernel, cube_ptr, cube_half, cube_log,
                            strides, cell, dims, cell_start, cell_foci, low)
@@ -299,17 +299,22 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
                     acc[v] = s
                     touched[n_supra], touched[q] = v, touched[n_supra]
                     n_supra += 1
-        if n_supra == 0 and n_touched > 0:  # (then no swap above has moved `best`)
+        if n_supra == 0 and n_touched > 0:
             # no cluster: the maximum is the exact minimum of log(1 - ALE) over
             # the voxels whose lower bound is below the exact value of the best
             # stage-1 voxel (and below the threshold's: those were done above)
+            best = -1
+            for q in range(n_touched):
+                v = touched[q]
+                if in_mask[v] and (best < 0 or approx[v] < approx[touched[best]]):
+                    best = q
             a = _exact_log(touched[best], fijk, focus_exp, exp_kernel, cube_ptr, cube_half,
                            cube_log, strides, cell, dims, cell_start, cell_foci, low)
             if a < min_acc:
                 min_acc = a
             for q in range(n_touched):
                 lower = approx[touched[q]] * (1 + 1e-4) - band
-                if lower < min_acc and lower >= log_threshold:
+                if lower < min_acc and lower >= log_threshold and in_mask[touched[q]]:
                     a = _exact_log(touched[q], fijk, focus_exp, exp_kernel, cube_ptr,
                                    cube_half, cube_log, strides, cell, dims, cell_start,
                                    cell_foci, low)
@@ -402,7 +407,8 @@ def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=
     max_box = int(np.diff(model.k_ptr).max())
     per_exp = int(np.diff(model.foci_ptr).max()) * max_box
     exp_list = np.empty(min(per_exp, size), dtype=np.int64)
-    touched = np.empty(min(model.n_foci_total * max_box, size), dtype=np.int64)
+    # (+1: the first stage writes one slot past the voxels it lists)
+    touched = np.empty(min(model.n_foci_total * max_box, size) + 1, dtype=np.int64)
     queue = np.empty_like(touched)
     fijk = np.empty((model.n_foci_total, 3), dtype=np.int64)
     out = np.empty((iterations.size, 3))
