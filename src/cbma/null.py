@@ -1,4 +1,7 @@
-"""Monte Carlo null of the ALE maximum statistic, cluster size and cluster mass.
+"""Monte Carlo null of the maximum statistic, cluster size and cluster mass.
+
+ALE (:class:`RandomFociModel`), and MKDA density and KDA
+(:class:`SphereFociModel`), through one entry point, :func:`run_iterations`.
 
 Each iteration gives every focus a random in-mask voxel (with replacement),
 keeping experiment membership and kernels, computes the ALE map and records
@@ -18,6 +21,15 @@ from every focus's full kernel, in the same order of operations as a plain
 computation. The results are therefore the numbers of the full computation,
 bit for bit; :func:`iteration_reference` is a plain numpy/scipy version of
 one iteration that the tests compare it with.
+
+The sphere kernels' loop (:func:`_sphere_iterations`) counts, at every voxel
+a sphere reaches, the experiments (MKDA) or foci (KDA) covering it: the
+statistic is the kernel value times an integer count, exact whatever the
+order of the additions. Both loops find clusters with the same breadth-first
+search (:func:`_largest_cluster`), and both touch only the voxels the kernels
+reach, never the whole volume, in an iteration. Both models draw the random
+foci with the same code, so analyses of the same experiments under the same
+seed and analysis name see the same random datasets.
 """
 
 import hashlib
@@ -48,8 +60,58 @@ def iteration_rng(seed, analysis, iteration):
     return np.random.default_rng(np.random.SeedSequence([seed, analysis_key(analysis), iteration]))
 
 
-class RandomFociModel:
-    """Everything an iteration needs, laid out for the compiled loop.
+class _RandomFoci:
+    """Random foci on a zero-padded copy of the mask: what every null model shares.
+
+    Each iteration gives every focus an in-mask voxel, uniformly with
+    replacement, from the iteration's own stream (:func:`iteration_rng`), in
+    the order of the foci. The ALE and the sphere models draw through this
+    one method, so the random datasets of analyses of the same experiments
+    under the same seed and name are the same whatever the kernel.
+
+    Parameters
+    ----------
+    n_foci : ndarray of int, shape (n_experiments,)
+        Number of foci of each experiment.
+    mask : cbma.space.BrainMask
+    pad : int
+        Zero voxels added on every side, at least the kernels' reach plus one
+        (so that no kernel offset or cluster step leaves the padded volume).
+    """
+
+    def __init__(self, n_foci, mask, pad):
+        self.mask = mask
+        self.pad = pad
+        self.padded_shape = tuple(s + 2 * pad for s in mask.shape)
+        self.strides = np.array([self.padded_shape[1] * self.padded_shape[2],
+                                 self.padded_shape[2], 1])
+        padded_mask = np.pad(mask.data, pad)
+        self.in_mask = padded_mask.ravel().astype(np.uint8)
+        # padded flat index of each in-mask voxel, in the mask's C order
+        self.candidates = np.flatnonzero(padded_mask).astype(np.int64)
+        n_foci = np.asarray(n_foci, dtype=np.int64)
+        self.foci_ptr = np.concatenate([[0], np.cumsum(n_foci)]).astype(np.int64)
+        self.n_foci_total = int(self.foci_ptr[-1])
+
+    @property
+    def n_experiments(self):
+        return self.foci_ptr.size - 1
+
+    def draw_voxels(self, seed, analysis, iterations):
+        """In-mask voxel number (mask C order) of every focus, one row per iteration."""
+        out = np.empty((len(iterations), self.n_foci_total), dtype=np.int64)
+        n = self.candidates.size
+        for row, it in enumerate(iterations):
+            out[row] = iteration_rng(seed, analysis, it).integers(0, n, self.n_foci_total)
+        return out
+
+    def draw(self, seed, analysis, iterations):
+        """Padded flat voxel of every focus, one row per iteration."""
+        return self.candidates[self.draw_voxels(seed, analysis, iterations)]
+
+
+class RandomFociModel(_RandomFoci):
+    """Everything an ALE iteration needs, laid out for the compiled loop.
 
     Parameters
     ----------
@@ -62,17 +124,7 @@ class RandomFociModel:
     """
 
     def __init__(self, n_foci, fwhms, mask):
-        self.mask = mask
-        pad = KERNEL_PAD + 1
-        self.pad = pad
-        self.padded_shape = tuple(s + 2 * pad for s in mask.shape)
-        sx, sy, _ = self.padded_shape
-        self.strides = np.array([sy * self.padded_shape[2], self.padded_shape[2], 1])
-        padded_mask = np.pad(mask.data, pad)
-        self.in_mask = padded_mask.ravel().astype(np.uint8)
-        # padded flat index of each in-mask voxel, in the mask's C order
-        self.candidates = np.flatnonzero(padded_mask).astype(np.int64)
-
+        super().__init__(n_foci, mask, KERNEL_PAD + 1)
         kernels, which = kernel_bank(fwhms, mask.voxel_size)
         # each kernel's nonzero voxels (offsets and values), and log(1 - kernel)
         # as a dense cube
@@ -95,9 +147,6 @@ class RandomFociModel:
         self.cube_ptr = np.asarray(cube_ptr, dtype=np.int64)
         self.cube_half = np.asarray(halves, dtype=np.int64)
         self.exp_kernel = np.asarray(which, dtype=np.int64)
-        n_foci = np.asarray(n_foci, dtype=np.int64)
-        self.foci_ptr = np.concatenate([[0], np.cumsum(n_foci)]).astype(np.int64)
-        self.n_foci_total = int(self.foci_ptr[-1])
 
     def core(self, core_min):
         """The kernels' cores: ``(ptr, offsets, log(1 - value))`` of values >= core_min."""
@@ -106,14 +155,39 @@ class RandomFociModel:
         ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         return ptr, self.k_off[keep], self.k_log[keep]
 
-    def draw(self, seed, analysis, iterations):
-        """Padded flat voxel of every focus, one row per iteration."""
-        out = np.empty((len(iterations), self.n_foci_total), dtype=np.int64)
-        n = self.candidates.size
-        for row, it in enumerate(iterations):
-            draws = iteration_rng(seed, analysis, it).integers(0, n, self.n_foci_total)
-            out[row] = self.candidates[draws]
-        return out
+
+class SphereFociModel(_RandomFoci):
+    """Everything an MKDA or KDA iteration needs, laid out for the compiled loop.
+
+    Parameters
+    ----------
+    n_foci : ndarray of int, shape (n_experiments,)
+        Number of foci of each experiment.
+    offsets : ndarray of int, shape (n, 3)
+        The sphere's voxel offsets (:func:`cbma.mkda.sphere_offsets`).
+    mask : cbma.space.BrainMask
+        Random foci are drawn from its voxels (as for ALE: the same draws),
+        and the statistic lives on it.
+    value : float
+        The kernel's value (NiMARE's ``value``, 1 by default); positive.
+    sum_overlap : bool
+        False (MKDA): an experiment adds ``value`` once to every voxel within
+        the sphere of any of its foci. True (KDA): it adds ``value`` per focus
+        whose sphere covers the voxel.
+    """
+
+    def __init__(self, n_foci, offsets, mask, value=1.0, sum_overlap=False):
+        offsets = np.atleast_2d(np.asarray(offsets, dtype=np.int64))
+        if offsets.ndim != 2 or offsets.shape[1] != 3 or offsets.shape[0] == 0:
+            raise ValueError(f"offsets must be a non-empty (n, 3) array, got {offsets.shape}")
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"the kernel value must be positive, got {value!r}")
+        super().__init__(n_foci, mask, int(np.abs(offsets).max()) + 1)
+        self.offsets = offsets
+        # flat offsets in the padded volume, nearest first in memory order
+        self.s_off = np.sort(offsets @ self.strides).astype(np.int64)
+        self.value = float(value)
+        self.sum_overlap = bool(sum_overlap)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -230,6 +304,50 @@ def _sum_cores(centres_it, focus_kernel, core_ptr, core_off, core_log, approx, t
 
 
 @numba.njit(cache=True, nogil=True)
+def _largest_cluster(voxels, n, state, stat, threshold, strides, queue):
+    """Size and mass of the largest 6-connected clusters of the marked voxels.
+
+    ``voxels[:n]`` lists every supra-threshold voxel (padded flat index), each
+    marked ``state[v] == 1`` by the caller; a breadth-first search from each
+    unvisited one collects its cluster, summing ``stat - threshold`` in visit
+    order. ``state`` is back to 0 on return. ``queue`` holds at least ``n``.
+
+    Returns
+    -------
+    (int, float)
+        Largest cluster size (voxels) and largest cluster mass (0 and 0.0 if n = 0).
+    """
+    neighbours = (strides[0], -strides[0], strides[1], -strides[1], 1, -1)
+    max_size = 0
+    max_mass = 0.0
+    for q in range(n):
+        v = voxels[q]
+        if state[v] != 1:
+            continue
+        state[v] = 2
+        queue[0] = v
+        head, tail = 0, 1
+        mass = 0.0
+        while head < tail:
+            u = queue[head]
+            head += 1
+            mass += stat[u] - threshold
+            for d in neighbours:
+                w = u + d
+                if state[w] == 1:
+                    state[w] = 2
+                    queue[tail] = w
+                    tail += 1
+        if tail > max_size:
+            max_size = tail
+        if mass > max_mass:
+            max_mass = mass
+    for q in range(n):
+        state[voxels[q]] = 0
+    return max_size, max_mass
+
+
+@numba.njit(cache=True, nogil=True)
 def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, core_gap,
                 k_ptr, k_off, k_log, cube_ptr, cube_half, cube_log, in_mask, strides,
                 threshold, approx, lma, acc, state, exp_list, touched, queue, fijk, out):
@@ -260,7 +378,6 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
     dims[2] = strides[1] // cell + 1
     cell_start = np.zeros(dims[0] * dims[1] * dims[2] + 1, dtype=np.int64)
     cell_foci = np.empty(n_foci, dtype=np.int64)
-    neighbours = (strides[0], -strides[0], strides[1], -strides[1], 1, -1)
     # ALE > threshold  <=>  acc < log1p(-threshold); the margin lets rounding
     # cases through to the exact test below.
     log_threshold = np.log1p(-threshold) + 1e-12
@@ -331,35 +448,62 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
                 acc[queue[q]] = 0.0
         for q in range(n_touched):
             approx[touched[q]] = 0.0
-        max_size = 0
-        max_mass = 0.0
+        max_size, max_mass = _largest_cluster(touched, n_supra, state, acc, threshold,
+                                              strides, queue)
         for q in range(n_supra):
-            v = touched[q]
-            if state[v] != 1:
-                continue
-            state[v] = 2
-            queue[0] = v
-            head, tail = 0, 1
-            mass = 0.0
-            while head < tail:
-                u = queue[head]
-                head += 1
-                mass += acc[u] - threshold
-                for d in neighbours:
-                    w = u + d
-                    if state[w] == 1:
-                        state[w] = 2
-                        queue[tail] = w
-                        tail += 1
-            if tail > max_size:
-                max_size = tail
-            if mass > max_mass:
-                max_mass = mass
-        for q in range(n_supra):
-            v = touched[q]
-            acc[v] = 0.0
-            state[v] = 0
+            acc[touched[q]] = 0.0
         out[it, 0] = -np.expm1(min_acc)
+        out[it, 1] = max_size
+        out[it, 2] = max_mass
+
+
+@numba.njit(cache=True, nogil=True)
+def _sphere_iterations(centres, foci_ptr, s_off, strides, value, sum_overlap, threshold,
+                       voxel, stat, state, touched, queue, out):
+    # voxel[v, 1] counts the experiments (MKDA) or the foci (KDA) whose spheres
+    # cover v, so the statistic value * count does not depend on the order of
+    # the additions. voxel[v, 0] is -1 outside the mask, else 1 + the last
+    # experiment that wrote v in this iteration (0: none): an experiment counts
+    # a voxel once (MKDA), and the voxels written are listed once in
+    # ``touched``, the only ones read and reset. Stamp and count side by side:
+    # one cache line per sphere voxel.
+    n_exp = foci_ptr.size - 1
+    for it in range(centres.shape[0]):
+        n_touched = 0
+        for e in range(n_exp):
+            mark = e + 1
+            for f in range(foci_ptr[e], foci_ptr[e + 1]):
+                c = centres[it, f]
+                for j in range(s_off.size):
+                    v = c + s_off[j]
+                    s = voxel[v, 0]
+                    if s < 0:
+                        continue
+                    if s == 0:
+                        touched[n_touched] = v
+                        n_touched += 1
+                    elif s == mark and not sum_overlap:
+                        continue
+                    voxel[v, 0] = mark
+                    voxel[v, 1] += 1
+        max_count = 0
+        n_supra = 0
+        for q in range(n_touched):
+            v = touched[q]
+            n = voxel[v, 1]
+            voxel[v, 0] = 0
+            voxel[v, 1] = 0
+            if n > max_count:
+                max_count = n
+            x = value * n
+            if x > threshold:
+                stat[v] = x
+                state[v] = 1
+                touched[n_supra], touched[q] = v, touched[n_supra]
+                n_supra += 1
+        max_size, max_mass = _largest_cluster(touched, n_supra, state, stat, threshold,
+                                              strides, queue)
+        out[it, 0] = value * max_count
         out[it, 1] = max_size
         out[it, 2] = max_mass
 
@@ -370,7 +514,8 @@ def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=
 
     Parameters
     ----------
-    model : RandomFociModel
+    model : RandomFociModel or SphereFociModel
+        ALE, or MKDA density / KDA (handed to :func:`run_sphere_iterations`).
     seed : int
         The run's seed (config ``seed``).
     analysis : str
@@ -378,20 +523,25 @@ def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=
     iterations : sequence of int
         Global iteration numbers (0-based) to compute.
     threshold : float
-        Cluster-forming ALE threshold (clusters are voxels with ALE strictly above it).
+        Cluster-forming threshold on the statistic (clusters are voxels strictly above it).
     batch : int
         Iterations per compiled call, between progress messages.
     log : callable, optional
         Called with a progress line after each batch.
     core_share : float, optional
-        Overrides :data:`CORE_SHARE` (a speed setting, for benchmarks and tests).
+        Overrides :data:`CORE_SHARE` (a speed setting of the ALE loop, for
+        benchmarks and tests).
 
     Returns
     -------
     ndarray of shape (n_iterations, 3)
-        Max ALE, largest cluster size (voxels) and largest cluster mass
-        (sum of ALE minus threshold over the cluster) per iteration.
+        Max statistic, largest cluster size (voxels) and largest cluster mass
+        (sum of the statistic minus threshold over the cluster) per iteration.
     """
+    if isinstance(model, SphereFociModel):
+        if core_share is not None:
+            raise TypeError("core_share is a setting of the ALE loop only")
+        return run_sphere_iterations(model, seed, analysis, iterations, threshold, batch, log)
     iterations = np.asarray(iterations, dtype=np.int64)
     size = int(np.prod(model.padded_shape))
     approx = np.zeros(size, dtype=np.float32)
@@ -428,12 +578,100 @@ def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=
     return out
 
 
+def run_sphere_iterations(model, seed, analysis, iterations, threshold, batch=100, log=None):
+    """Monte Carlo null values of MKDA density or KDA for the given iteration numbers.
+
+    The contract of :func:`run_iterations` (which calls this for a
+    :class:`SphereFociModel`): iteration ``i`` draws the same random foci as
+    the ALE iteration ``i`` of the same seed and analysis name, and the
+    results do not depend on how the iterations are split or ordered.
+
+    Returns
+    -------
+    ndarray of shape (n_iterations, 3)
+        Max statistic, largest cluster size (voxels) and largest cluster mass
+        (sum of statistic minus threshold over the cluster) per iteration.
+    """
+    iterations = np.asarray(iterations, dtype=np.int64)
+    work = _sphere_workspace(model)
+    out = np.empty((iterations.size, 3))
+    start = time.perf_counter()
+    for b0 in range(0, iterations.size, batch):
+        its = iterations[b0:b0 + batch]
+        _sphere_batch(model, model.draw(seed, analysis, its), threshold, work,
+                      out[b0:b0 + its.size])
+        if log is not None:
+            done = b0 + its.size
+            rate = done / (time.perf_counter() - start)
+            log(f"{done}/{iterations.size} iterations ({rate:.0f}/s)")
+    return out
+
+
+def _sphere_workspace(model):
+    """The compiled loop's arrays over the padded volume, allocated once per run."""
+    size = int(np.prod(model.padded_shape))
+    voxel = np.zeros((size, 2), dtype=np.int32)  # (stamp, count), see _sphere_iterations
+    voxel[model.in_mask == 0, 0] = -1
+    stat = np.zeros(size)  # written and read at supra-threshold voxels only
+    state = np.zeros(size, dtype=np.uint8)
+    touched = np.empty(min(model.n_foci_total * model.s_off.size, size), dtype=np.int64)
+    queue = np.empty_like(touched)
+    return voxel, stat, state, touched, queue
+
+
+def _sphere_batch(model, centres, threshold, work, out):
+    """Null values of the given random foci (rows of padded flat voxels) into ``out``."""
+    _sphere_iterations(centres, model.foci_ptr, model.s_off, model.strides, model.value,
+                       model.sum_overlap, float(threshold), *work, out)
+
+
+def sphere_iteration_reference(model, centres, threshold):
+    """One MKDA/KDA iteration computed plainly (dense sums, scipy labelling), for tests.
+
+    Parameters
+    ----------
+    model : SphereFociModel
+    centres : ndarray of shape (n_foci,)
+        Padded flat voxel of each focus (a row of :meth:`SphereFociModel.draw`).
+    threshold : float
+
+    Returns
+    -------
+    tuple
+        ``(max_stat, max_cluster_size, max_cluster_mass)``.
+    """
+    n_exp = model.n_experiments
+    # unpadded voxel indices of the foci; spheres clipped to the volume, then the mask
+    ijk = np.stack(np.unravel_index(centres, model.padded_shape), axis=1) - model.pad
+    counts = np.zeros(model.mask.shape, dtype=np.int64)
+    for e in range(n_exp):
+        ma = np.zeros(model.mask.shape, dtype=np.int64)
+        for focus in ijk[model.foci_ptr[e]:model.foci_ptr[e + 1]]:
+            vox = focus + model.offsets
+            inside = np.all((vox >= 0) & (vox < model.mask.shape), axis=1)
+            i, j, k = vox[inside].T
+            if model.sum_overlap:
+                np.add.at(ma, (i, j, k), 1)
+            else:
+                ma[i, j, k] = 1
+        counts += ma
+    stat = model.value * model.mask.apply(counts)
+    vol = model.mask.unmask(stat, dtype=float)
+    labels, n = ndimage.label(vol > threshold, structure=FACE_CONNECTIVITY)
+    if n == 0:
+        return stat.max(), 0, 0.0
+    sizes = np.bincount(labels.ravel())[1:]
+    masses = ndimage.sum_labels(vol - threshold, labels, index=np.arange(1, n + 1))
+    return stat.max(), sizes.max(), masses.max()
+
+
 def iteration_reference(model, centres, threshold):
     """One iteration computed plainly (dense MA maps, scipy labelling), for tests.
 
     Parameters
     ----------
-    model : RandomFociModel
+    model : RandomFociModel or SphereFociModel
+        (the latter handed to :func:`sphere_iteration_reference`)
     centres : ndarray of shape (n_foci,)
         Padded flat voxel of each focus (a row of :meth:`RandomFociModel.draw`).
     threshold : float
@@ -445,6 +683,8 @@ def iteration_reference(model, centres, threshold):
     """
     import scipy.sparse as sp
 
+    if isinstance(model, SphereFociModel):
+        return sphere_iteration_reference(model, centres, threshold)
     rows = []
     for e in range(model.foci_ptr.size - 1):
         vol = np.zeros(int(np.prod(model.padded_shape)))
