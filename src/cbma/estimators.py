@@ -91,26 +91,40 @@ def _tail(weights):
     return tail / tail[0]
 
 
-def null_p(stat, centres, weights):
-    """Uncorrected p of ALE values under a histogram null.
+def null_p(stat, centres, weights, step=HIST_STEP):
+    """Uncorrected p of statistic values under a histogram null.
 
-    A value goes to the bin ``round_half_away(value / 1e-5)`` (capped at the
-    last bin) and gets that bin's upper tail; values <= 0 get p = 1; p is
-    floored at the smallest nonzero tail probability.
+    A value goes to the bin ``round_half_away(value / step)`` (capped at the
+    last bin) and gets that bin's upper tail ``P(X >= centre)``; values <= 0
+    get p = 1; p is floored at the smallest nonzero tail probability.
+
+    Parameters
+    ----------
+    stat : array-like
+        Statistic values.
+    centres, weights : ndarray
+        The null: bin centres ``0, step, 2 step, ...`` and their probabilities.
+    step : float
+        Bin width: 1e-5 for ALE (the default), the kernel value (1) for the
+        integer-valued MKDA and KDA statistics.
     """
     tail = _tail(weights)
     stat = np.asarray(stat, dtype=float)
-    idx = np.minimum(np.floor(stat / HIST_STEP + 0.5).astype(np.int64), centres.size - 1)
+    idx = np.minimum(np.floor(stat / step + 0.5).astype(np.int64), centres.size - 1)
     p = np.where(stat > 0, tail[np.maximum(idx, 0)], 1.0)
     return np.maximum(p, tail[tail > 0].min())
 
 
 def null_threshold(p, centres, weights):
-    """The ALE value that a voxel must exceed to have uncorrected p below ``p``.
+    """The statistic value that a voxel must exceed to have uncorrected p below ``p``.
 
     NiMARE's ``_p_to_summarystat``: the centre of the last bin whose upper
     tail is still above ``p``. Used as the cluster-forming threshold
-    (supra-threshold means ALE strictly greater than it).
+    (supra-threshold means the statistic strictly greater than it). Any
+    histogram null works: for MKDA density on integer bins it is the
+    largest count whose tail ``P(X >= count)`` exceeds ``p`` (4 on the
+    knowledge example at p = 0.001, NiMARE's value), so supra-threshold
+    voxels have p <= ``p``.
     """
     tail = _tail(weights)
     below = np.flatnonzero(tail <= p)
