@@ -21,6 +21,7 @@ include: "workflow/rules/estimate.smk"
 include: "workflow/rules/fwe.smk"
 include: "workflow/rules/diagnose.smk"
 include: "workflow/rules/compare.smk"
+include: "workflow/rules/decode.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cbma import clusters, diagnostics, io, space
+from cbma import clusters, diagnostics, io, selection, space
 from cbma.runner import run
 
 
@@ -23,14 +23,15 @@ def main(job):
     # p comes back from float32 -log10 p: keep the digits that mean something
     table["Cluster p"] = table["Cluster p"].map(lambda v: float(f"{v:.6g}"))
     labels = label_maps["positive"]
-    ma, extra = io.load_sparse(inp.ma)
-    ids = list(extra["ids"])
-    coords = io.read_tsv(inp.coordinates)
+    statistic = "ale" if p.estimator == "ale" else "sum"
+    ma, ids = selection.selected_ma(inp.ma, inp.selection)
+    ids = list(ids)
+    coords = selection.selected_coordinates(io.read_tsv(inp.coordinates), ids)
     tables = [
         table,
-        diagnostics.jackknife(ma, labels, ids),
+        diagnostics.jackknife(ma, labels, ids, statistic=statistic),
         diagnostics.focus_counter(coords, labels, mask),
-        diagnostics.contributions(ma, labels, ids),
+        diagnostics.contributions(ma, labels, ids, statistic=statistic),
     ]
     for frame, path in zip(tables, smk.output.tables, strict=False):
         io.write_tsv(frame, path)

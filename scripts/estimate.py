@@ -1,24 +1,24 @@
-"""Rule estimate: MA maps -> ALE stat, p, z, logp and the histogram null."""
+"""Rule estimate: MA maps of the selected experiments -> stat, p, z, logp and the null."""
 
 import pandas as pd
 
-from cbma import estimators, io, space
+from cbma import estimators, io, mkda, selection, space
 from cbma.runner import run
+
+ESTIMATORS = {"ale": estimators.ale, "mkda": mkda.mkda_density, "kda": mkda.kda}
 
 
 def main(job):
     smk = job.smk
+    estimator = smk.params.estimator
     mask = space.load_mask(smk.input.mask)
-    ma, _ = io.load_sparse(smk.input.ma)
-    maps, (centres, weights) = estimators.ale(ma)
-    for path in smk.output.maps:
-        if path.endswith(".nii.gz"):
-            name = path.rsplit("/", 1)[1].removesuffix(".nii.gz")
-            io.save_nifti(mask.to_image(maps[name]), path)
-    io.write_tsv(pd.DataFrame({"ale": centres, "probability": weights}), smk.output.null[0])
-    job.log(f"{smk.wildcards.analysis}: max ALE {maps['stat'].max():.5f}, "
-            f"max z {maps['z'].max():.2f}, null of {centres.size} bins")
-    job.finish(extra={"max_stat": float(maps["stat"].max())})
+    ma, ids = selection.selected_ma(smk.input.ma, smk.input.selection)
+    maps, (centres, weights) = ESTIMATORS[estimator](ma)
+    io.save_named_maps(mask, maps, smk.output.maps)
+    io.write_tsv(pd.DataFrame({"stat": centres, "probability": weights}), smk.output.null[0])
+    job.log(f"{smk.wildcards.analysis}: {estimator} of {len(ids)} experiments, max stat "
+            f"{maps['stat'].max():.5g}, max z {maps['z'].max():.2f}, null of {centres.size} bins")
+    job.finish(extra={"max_stat": float(maps["stat"].max()), "n_experiments": len(ids)})
 
 
 run(snakemake, main)  # noqa: F821

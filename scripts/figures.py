@@ -1,18 +1,25 @@
-"""Rule figures: foci and corrected-map figures of one analysis."""
+"""Rule figures: foci and result figures of one analysis."""
 
-from cbma import io, report
+from cbma import io, report, selection
 from cbma.runner import run
+
+TITLES = {
+    "mkda_chi2": "association z where the FDR-adjusted p < q",
+    "default": "z in clusters surviving cluster-level FWE",
+}
 
 
 def main(job):
     smk = job.smk
     name = smk.wildcards.analysis
-    table = io.read_tsv(smk.input.coordinates)
+    table = selection.selected_coordinates(io.read_tsv(smk.input.coordinates),
+                                           selection.read_selection(smk.input.selection))
     report.foci_figure(table, f"{name}: {table['id'].nunique()} experiments, "
                        f"{len(table)} foci", smk.output.foci)
     img = io.load_nifti(smk.input.z)
-    title = f"{name}: z in clusters surviving cluster-level FWE"
-    report.glass_brain_figure(img, title, smk.output.glass)
+    two_sided = smk.params.estimator == "mkda_chi2"
+    title = f"{name}: {TITLES.get(smk.params.estimator, TITLES['default'])}"
+    report.glass_brain_figure(img, title, smk.output.glass, two_sided=two_sided)
     report.slices_figure(img, title, smk.output.slices)
     job.finish()
 

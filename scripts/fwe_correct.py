@@ -16,7 +16,7 @@ def main(job):
     stat = mask.apply(np.asanyarray(io.load_nifti(smk.input.stat).dataobj))
     z = mask.apply(np.asanyarray(io.load_nifti(smk.input.z).dataobj))
     hist = io.read_tsv(smk.input.null)
-    threshold = estimators.null_threshold(p.voxel_thresh, hist["ale"].to_numpy(),
+    threshold = estimators.null_threshold(p.voxel_thresh, hist["stat"].to_numpy(),
                                           hist["probability"].to_numpy())
     nulls = pd.concat([io.read_tsv(c) for c in smk.input.chunks], ignore_index=True)
     nulls = nulls.iloc[: p.n_iters]
@@ -26,10 +26,7 @@ def main(job):
     maps = correct.corrected_maps(p_maps)
     for level, pv in p_maps.items():
         maps[f"z_{level}_corr-FWE_method-montecarlo_thresholded"] = np.where(pv < p.alpha, z, 0)
-    for path in smk.output.maps:
-        if path.endswith(".nii.gz"):
-            name = path.rsplit("/", 1)[1].removesuffix(".nii.gz")
-            io.save_nifti(mask.to_image(maps[name]), path)
+    io.save_named_maps(mask, maps, smk.output.maps)
     io.write_tsv(nulls, smk.output.null[0])
 
     summary = correct.fwe_summary(p_maps, clusters, nulls, threshold, p.alpha)

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from cbma import estimators, io, kernels, null, space
+from cbma import estimators, io, kernels, mkda, null, selection, space
 from cbma.runner import run
 
 
@@ -11,16 +11,24 @@ def main(job):
     smk = job.smk
     p = smk.params
     analysis, chunk = smk.wildcards.analysis, int(smk.wildcards.chunk)
-    table = io.read_tsv(smk.input.coordinates)
+    table = selection.selected_coordinates(io.read_tsv(smk.input.coordinates),
+                                           selection.read_selection(smk.input.selection))
     hist = io.read_tsv(smk.input.null)
-    threshold = estimators.null_threshold(p.voxel_thresh, hist["ale"].to_numpy(),
+    threshold = estimators.null_threshold(p.voxel_thresh, hist["stat"].to_numpy(),
                                           hist["probability"].to_numpy())
     exps = io.experiments_table(table)
-    fwhms = kernels.experiment_fwhms(exps.sample_size.to_numpy(), **p.kernel)
-    model = null.RandomFociModel(exps["n_foci"].to_numpy(), fwhms, space.load_mask(smk.input.mask))
+    mask = space.load_mask(smk.input.mask)
+    n_foci = exps["n_foci"].to_numpy()
+    if p.estimator == "ale":
+        fwhms = kernels.experiment_fwhms(exps.sample_size.to_numpy(), **p.kernel)
+        model = null.RandomFociModel(n_foci, fwhms, mask)
+    else:
+        offsets = mkda.sphere_offsets(p.kernel["r"], mask.voxel_size)
+        model = null.SphereFociModel(n_foci, offsets, mask, value=p.kernel["value"],
+                                     sum_overlap=p.estimator == "kda")
     iterations = np.arange(chunk * p.chunk_size, (chunk + 1) * p.chunk_size)
     job.log(f"{analysis}: iterations {iterations[0]}-{iterations[-1]}, cluster-forming "
-            f"ALE > {threshold:g} (p < {p.voxel_thresh:g})")
+            f"{p.estimator} statistic > {threshold:g} (p < {p.voxel_thresh:g})")
     values = null.run_iterations(model, p.seed, analysis, iterations, threshold, log=job.log)
     out = pd.DataFrame(values, columns=null.NULL_COLUMNS[1:])
     out.insert(0, "iteration", iterations)

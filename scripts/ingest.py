@@ -1,29 +1,38 @@
-"""Rule ingest: foci files -> the canonical coordinates table (MNI mm)."""
+"""Rule ingest: foci files -> the canonical coordinates table (MNI mm), term weights, studies."""
 
-from cbma import io, space
+from cbma import io, neurosynth, space
 from cbma.runner import run
 
 
 def main(job):
     smk = job.smk
     p = smk.params
-    table = io.read_dataset(list(smk.input.files), p.format, p.talairach_transform)
+    files = list(smk.input.files)
+    features = files.pop() if p.features else None
+    table, weights, studies = io.load_dataset(files, p.format, p.talairach_transform,
+                                              features=features)
     mask = space.load_mask(smk.input.mask)
     inside = mask.contains(space.mm_to_vox(table[["x", "y", "z"]].to_numpy(), mask.affine))
     n_out = int((~inside).sum())
-    for _, row in table[~inside].iterrows():
+    for row in table[~inside].head(1000).itertuples():
         job.log(f"focus outside the mask: {row.id} ({row.x:g}, {row.y:g}, {row.z:g}) "
                 f"from {row.source}")
+    if n_out > 1000:
+        job.log(f"... and {n_out - 1000} more foci outside the mask")
     if p.drop_outside_mask and n_out:
         table = table[inside].reset_index(drop=True)
     exps = io.experiments_table(table)
     action = "dropped" if p.drop_outside_mask else "kept"
     job.log(f"{smk.wildcards.dataset}: {len(exps)} experiments, {len(table)} foci, "
             f"{int(exps.sample_size.sum()) if exps.sample_size.notna().all() else 'unknown'} "
-            f"subjects; {n_out} foci outside the mask ({action})", echo=True)
-    io.write_tsv(table, smk.output[0])
+            f"subjects; {n_out} foci outside the mask ({action}); "
+            f"{len(weights.terms)} terms", echo=True)
+    io.write_tsv(table, smk.output.coordinates)
+    neurosynth.save_term_weights(weights, smk.output.terms)
+    io.write_tsv(studies, smk.output.studies)
     job.finish(extra={"n_experiments": len(exps), "n_foci": len(table),
-                      "n_foci_outside_mask": n_out, "outside_mask_foci": action})
+                      "n_foci_outside_mask": n_out, "outside_mask_foci": action,
+                      "n_terms": len(weights.terms)})
 
 
 run(snakemake, main)  # noqa: F821

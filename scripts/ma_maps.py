@@ -1,24 +1,34 @@
-"""Rule ma_maps: coordinates -> sparse experiments x voxels MA matrix (ALE kernel)."""
+"""Rule ma_maps: coordinates -> sparse experiments x voxels MA matrix (ALE, MKDA or KDA kernel)."""
 
 import numpy as np
 import pandas as pd
 
-from cbma import io, kernels, space
+from cbma import io, kernels, mkda, space
 from cbma.runner import run
 
 
 def main(job):
     smk = job.smk
+    family, kernel = smk.params.kernel
     table = io.read_tsv(smk.input.coordinates)
     mask = space.load_mask(smk.input.mask)
     exps = io.experiments_table(table)
-    fwhms = kernels.experiment_fwhms(exps.sample_size.to_numpy(), **smk.params.kernel)
-    row = pd.Categorical(table["id"], categories=exps["id"]).codes
-    ma = kernels.ale_ma_maps(kernels.foci_voxels(table, mask), row, fwhms, mask)
-    io.save_sparse(smk.output[0], ma, ids=exps["id"].to_numpy(dtype=str), fwhm=fwhms)
-    job.log(f"{ma.shape[0]} experiments x {ma.shape[1]} voxels, {ma.nnz} nonzero; "
-            f"FWHM {fwhms.min():.2f}-{fwhms.max():.2f} mm")
-    job.finish(extra={"fwhm_mm": dict(zip(exps["id"], np.round(fwhms, 6), strict=True))})
+    ids = exps["id"].to_numpy(dtype=str)
+    row = pd.Categorical(table["id"].astype(str), categories=ids).codes
+    ijk = kernels.foci_voxels(table, mask)
+    if family == "ale":
+        fwhms = kernels.experiment_fwhms(exps.sample_size.to_numpy(), **kernel)
+        ma = kernels.ale_ma_maps(ijk, row, fwhms, mask)
+        io.save_sparse(smk.output[0], ma, ids=ids, fwhm=fwhms)
+        job.log(f"FWHM {fwhms.min():.2f}-{fwhms.max():.2f} mm")
+        extra = {"fwhm_mm": dict(zip(exps["id"], np.round(fwhms, 6), strict=True))}
+    else:
+        ma = mkda.mkda_ma_maps(ijk, row, len(ids), mask, r=kernel["r"], value=kernel["value"],
+                               sum_overlap=family == "kda")
+        io.save_sparse(smk.output[0], ma, ids=ids)
+        extra = {"kernel": family, "r_mm": kernel["r"], "value": kernel["value"]}
+    job.log(f"{ma.shape[0]} experiments x {ma.shape[1]} voxels, {ma.nnz} nonzero")
+    job.finish(extra=extra)
 
 
 run(snakemake, main)  # noqa: F821

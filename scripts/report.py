@@ -8,7 +8,7 @@ import pandas as pd
 import yaml
 
 import cbma
-from cbma import io, provenance, report
+from cbma import io, provenance, report, selection
 from cbma.runner import run
 
 DIAGNOSTICS = {
@@ -19,24 +19,52 @@ DIAGNOSTICS = {
 }
 
 
+CHI2_MAP = "z_desc-association_level-voxel_corr-FDR_method-indep_thresholded"
+
+
 def _json(path):
     return json.loads(Path(path).read_text())
+
+
+def _chi2_groups(base):
+    n1 = len(selection.read_selection(base / "selection.tsv"))
+    n2 = len(selection.read_selection(base / "versus.tsv"))
+    return n1, n2
 
 
 def main(job):
     smk = job.smk
     config = smk.params.config
+    analyses = smk.params.analyses
     sections, inputs = [], {}
-    for name in smk.params.analyses:
-        analysis = config["analyses"][name]
+    for name, analysis in analyses.items():
         dataset = analysis["dataset"]
         base = Path("results/analyses") / name
-        coords = io.read_tsv(f"results/datasets/{dataset}/coordinates.tsv")
+        all_coords = io.read_tsv(f"results/datasets/{dataset}/coordinates.tsv")
+        chosen = selection.read_selection(base / "selection.tsv")
+        coords = selection.selected_coordinates(all_coords, chosen)
+        n_dataset = all_coords["id"].nunique()
         ingest = _json(f"results/datasets/{dataset}/coordinates.json")
+        for path, meta in ingest["inputs"].items():
+            inputs[path] = meta["sha256"]
+        kind = "Coactivation" if name in config["coactivation"] else "Analysis"
+        if analysis["estimator"] == "mkda_chi2":
+            n1, n2 = _chi2_groups(base)
+            facts = [("dataset", dataset), report.selection_fact(analysis, n1, n_dataset),
+                     ("compared with", f"{n2:,} experiments "
+                      + ("(the rest of the dataset)" if analysis["versus"] == "rest"
+                         else "(a second selection)")),
+                     ("kernel", f"sphere of {analysis['kernel']['r']:g} mm")]
+            table = io.read_tsv(base / f"{CHI2_MAP}_tab-clust.tsv")
+            section = report.chi2_section(name, analysis, facts, base / "figures" / "glass.png",
+                                          table, kind=kind)
+            section["figures"].insert(0, {"title": "Foci of the selected experiments",
+                                          "path": base / "figures" / "foci.png"})
+            sections.append(section)
+            continue
         # the FWHMs are in the MA maps' sidecar (read beside its maps: the maps are the
         # input, so that the report's record does not depend on the sidecar's timing)
-        ma = provenance.sidecar_path(
-            next(p for p in smk.input.ma if p.startswith(f"results/datasets/{dataset}/")))
+        ma = provenance.sidecar_path(smk.params.ma_files[name])
         ma_record = {**_json(ma), "n_foci_outside_mask": ingest["n_foci_outside_mask"],
                      "outside_mask_foci": ingest["outside_mask_foci"]}
         figures = [
@@ -49,14 +77,26 @@ def main(job):
         tables = report.diagnostics_tables(
             target, {kind: io.read_tsv(base / f"{target}_{suffix}.tsv")
                      for kind, suffix in DIAGNOSTICS.items()})
-        sections.append(report.analysis_section(
+        section = report.analysis_section(
             name, analysis, coords, ma_record, _json(base / "fwe_summary.json"), figures,
-            config["seed"], cbma.__version__, tables=tables))
-        for path, meta in ingest["inputs"].items():
-            inputs[path] = meta["sha256"]
+            config["seed"], cbma.__version__, tables=tables)
+        if analysis.get("select"):
+            section["facts"].insert(1, report.selection_fact(analysis, len(chosen), n_dataset))
+        section["kind"] = kind
+        sections.append(section)
     for kind, section in [("contrast", "contrasts"), ("conjunction", "conjunctions")]:
         for name, block in config[section].items():
             base = Path("results") / section / name
+            if kind == "contrast" and block["method"] == "mkda_chi2":
+                n1, n2 = (len(selection.read_selection(
+                    Path("results/analyses") / a / "selection.tsv")) for a in block["analyses"])
+                facts = [("groups", f"{block['analyses'][0]} ({n1:,} experiments) against "
+                          f"{block['analyses'][1]} ({n2:,})")]
+                table = io.read_tsv(base / f"{CHI2_MAP}_tab-clust.tsv")
+                sections.append(report.chi2_section(
+                    name, {**block, "versus": "selection"}, facts,
+                    base / "figures" / "glass.png", table, kind="Contrast"))
+                continue
             if kind == "contrast":
                 table = io.read_tsv(base / "z_desc-group1MinusGroup2_tab-clust.tsv")
                 thresholded = base / "z_desc-group1MinusGroup2_thresholded.nii.gz"
@@ -66,6 +106,12 @@ def main(job):
             n_voxels = int((np.asanyarray(io.load_nifti(thresholded).dataobj) != 0).sum())
             sections.append(report.compare_section(
                 kind, name, block, table, base / "figures" / "glass.png", n_voxels))
+    for name, block in config["decode"].items():
+        base = Path("results/decode") / name
+        ranked = io.read_tsv(base / "decoding_ranked.tsv")
+        n_terms = int(ranked.groupby("image").size().max())
+        sections.append(report.decode_section(name, block, ranked,
+                                              base / "figures" / "top_terms.png", n_terms))
     inputs_table = pd.DataFrame({"file": list(inputs), "sha256": list(inputs.values())})
     report.render({
         "title": "cbma report",

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from cbma import clusters, compare, io, space
+from cbma import clusters, compare, io, selection, space
 from cbma.runner import run
 
 
@@ -11,7 +11,8 @@ def main(job):
     smk = job.smk
     p = smk.params
     mask = space.load_mask(smk.input.mask)
-    pooled = compare.pool_groups(*(io.load_sparse(path)[0] for path in smk.input.ma))
+    pooled = compare.pool_groups(*(selection.selected_ma(m, s)[0] for m, s in
+                                   zip(smk.input.ma, smk.input.selections, strict=True)))
     difference = compare.observed_difference(pooled)
     null = compare.merge_chunks([compare.load_chunk(c) for c in smk.input.chunks], p.n_iters)
     significant = [mask.apply(np.asanyarray(io.load_nifti(f).dataobj)) != 0
@@ -21,10 +22,7 @@ def main(job):
     z_name = f"z_{compare.CONTRAST}"
     maps[f"{z_name}_thresholded"] = np.where(maps[f"p_{compare.CONTRAST}"] < p.alpha,
                                              maps[z_name], 0.0)
-    for path in smk.output.maps:
-        if path.endswith(".nii.gz"):
-            name = path.rsplit("/", 1)[1].removesuffix(".nii.gz")
-            io.save_nifti(mask.to_image(maps[name]), path)
+    io.save_named_maps(mask, maps, smk.output.maps)
     atlas = clusters.load_atlas(smk.input.atlas, smk.input.atlas_labels)
     table, _ = clusters.cluster_table(maps[f"{z_name}_thresholded"], mask, threshold=0.0,
                                       peak_map=maps[z_name], atlas=atlas)

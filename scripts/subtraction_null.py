@@ -2,14 +2,15 @@
 
 import numpy as np
 
-from cbma import compare, io
+from cbma import compare, selection
 from cbma.runner import run
 
 
 def main(job):
     smk = job.smk
     start, stop = smk.params.permutations
-    pooled = compare.pool_groups(*(io.load_sparse(path)[0] for path in smk.input.ma))
+    pooled = compare.pool_groups(*(selection.selected_ma(m, s)[0] for m, s in
+                                   zip(smk.input.ma, smk.input.selections, strict=True)))
     job.log(f"{smk.wildcards.contrast}: permutations {start}-{stop - 1} of "
             f"{pooled.n_group1} + {pooled.n_experiments - pooled.n_group1} experiments")
     chunk = compare.permutation_chunk(pooled, smk.params.seed, smk.wildcards.contrast,

@@ -43,7 +43,7 @@ def check_config(config, schema_path):
             raise CbmaError(f"config: {where}: give only one of {keys}")
         raise CbmaError(f"config: {where}: {err.message}")
     datasets = config.get("datasets", {})
-    analyses = config.get("analyses", {})
+    analyses = {**config.get("analyses", {}), **(config.get("coactivation") or {})}
     for name, analysis in analyses.items():
         if analysis["dataset"] not in datasets:
             raise CbmaError(f"config: analyses.{name}.dataset: no dataset named "
@@ -56,8 +56,128 @@ def check_config(config, schema_path):
                                     f"{ref!r} (analyses: {', '.join(analyses)})")
             if len(set(block["analyses"])) != len(block["analyses"]):
                 raise CbmaError(f"config: {section}.{name}.analyses: an analysis is repeated")
-    names = [n for s in ("analyses", "contrasts") for n in (config.get(s) or {})]
+    names = [n for s in ("analyses", "coactivation", "contrasts") for n in (config.get(s) or {})]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
         raise CbmaError(f"config: contrasts.{clash[0]}: a contrast needs a name no analysis "
                         "has (the name seeds its permutations)")
+
+
+MKDA_FAMILY = ("mkda", "kda", "mkda_chi2")
+ESTIMATORS_WITH_FWE = ("ale", "mkda", "kda")
+
+
+def _check_analysis(where, analysis, datasets):
+    estimator = analysis["estimator"]
+    kernel = analysis.get("kernel") or {}
+    if analysis["dataset"] not in datasets:
+        raise CbmaError(f"config: {where}.dataset: no dataset named {analysis['dataset']!r} "
+                        f"(datasets: {', '.join(datasets)})")
+    if estimator == "ale":
+        bad = sorted(set(kernel) - {"fwhm", "sample_size"})
+        if bad:
+            raise CbmaError(f"config: {where}.kernel.{bad[0]}: not an ALE kernel option "
+                            "(ALE takes fwhm or sample_size)")
+    else:
+        bad = sorted(set(kernel) - {"r", "value"})
+        if bad:
+            raise CbmaError(f"config: {where}.kernel.{bad[0]}: not an option of the "
+                            f"{estimator} kernel (it takes r and value)")
+    method = analysis["correction"]["method"]
+    if estimator == "mkda_chi2" and method != "fdr":
+        raise CbmaError(f"config: {where}.correction.method: mkda_chi2 is corrected with "
+                        "fdr (Benjamini-Hochberg), not montecarlo")
+    if estimator != "mkda_chi2" and method != "montecarlo":
+        raise CbmaError(f"config: {where}.correction.method: {estimator} is corrected with "
+                        "montecarlo (FWE); fdr is for mkda_chi2")
+    if estimator != "mkda_chi2":
+        for key in ("versus", "naming"):
+            if key in analysis and analysis[key] != {"versus": "rest", "naming": "nimare"}[key]:
+                raise CbmaError(f"config: {where}.{key}: only for estimator mkda_chi2")
+    if "select" in analysis and "seed" in analysis:
+        raise CbmaError(f"config: {where}: give select or seed, not both")
+
+
+def normalise_config(config):
+    """Fill the defaults that depend on other keys, and check what the schema cannot.
+
+    Run after :func:`check_config` and the schema's own defaults. Fills each
+    analysis' ``estimator`` (``ale``; ``mkda_chi2`` in the coactivation
+    section), its correction method (``fdr`` for ``mkda_chi2``, else
+    ``montecarlo``) and, for the MKDA family, the sphere (``r`` 10 mm,
+    ``value`` 1); turns ``seed`` into ``select: {seed: ...}`` (seed ``r``
+    6 mm: a focus within r mm of a seed coordinate, or a sphere of r mm
+    reaching a seed mask voxel, activates it; ``proportion`` 0) and gives ``select.expression`` its
+    ``frequency_threshold`` (0.001).
+
+    Parameters
+    ----------
+    config : dict
+        The validated config; changed in place and returned.
+
+    Returns
+    -------
+    dict
+        ``config``, where ``config["coactivation"]`` entries are complete
+        analyses too.
+
+    Raises
+    ------
+    CbmaError
+        For combinations the schema allows but the pipeline cannot run.
+    """
+    datasets = config["datasets"]
+    for section, default in (("analyses", "ale"), ("coactivation", "mkda_chi2")):
+        for name, analysis in (config.get(section) or {}).items():
+            where = f"{section}.{name}"
+            analysis.setdefault("estimator", default)
+            analysis.setdefault("correction", {})
+            analysis["correction"].setdefault(
+                "method", "fdr" if analysis["estimator"] == "mkda_chi2" else "montecarlo")
+            _check_analysis(where, analysis, datasets)
+            if analysis["estimator"] in MKDA_FAMILY:
+                analysis["kernel"] = {"r": 10.0, "value": 1.0, **(analysis.get("kernel") or {})}
+            if "seed" in analysis:
+                analysis["select"] = {"seed": analysis.pop("seed")}
+            for block in (analysis.get("select"), analysis.get("versus")):
+                if not isinstance(block, dict):
+                    continue
+                if "expression" in block:
+                    block.setdefault("frequency_threshold", 0.001)
+                if "seed" in block:
+                    seed = block["seed"]
+                    seed.setdefault("r", 6.0)
+                    if "xyz" in seed:
+                        xyz = seed["xyz"]
+                        seed["xyz"] = [list(map(float, xyz))] if not isinstance(
+                            xyz[0], list) else [list(map(float, p)) for p in xyz]
+                    else:
+                        seed.setdefault("proportion", 0.0)
+    clash = sorted(set(config.get("analyses") or {}) & set(config.get("coactivation") or {}))
+    if clash:
+        raise CbmaError(f"config: coactivation.{clash[0]}: an analysis has this name already")
+    analyses = {**config["analyses"], **(config.get("coactivation") or {})}
+    for name, block in (config.get("contrasts") or {}).items():
+        kinds = [analyses[a]["estimator"] for a in block["analyses"]]
+        if block["method"] == "subtraction" and kinds != ["ale", "ale"]:
+            raise CbmaError(f"config: contrasts.{name}: subtraction compares two ale analyses, "
+                            f"got {' and '.join(kinds)}")
+        if block["method"] == "mkda_chi2":
+            if kinds != ["mkda", "mkda"]:
+                raise CbmaError(f"config: contrasts.{name}: mkda_chi2 compares two mkda "
+                                f"analyses, got {' and '.join(kinds)}")
+            radii = {analyses[a]["kernel"]["r"] for a in block["analyses"]}
+            if len(radii) > 1:
+                raise CbmaError(f"config: contrasts.{name}: both analyses need the same "
+                                "kernel radius r")
+    for name, block in (config.get("conjunctions") or {}).items():
+        for a in block["analyses"]:
+            if analyses[a]["estimator"] not in ESTIMATORS_WITH_FWE:
+                raise CbmaError(f"config: conjunctions.{name}.analyses: {a} has no "
+                                "FWE-corrected maps (estimator mkda_chi2)")
+    for name, block in (config.get("decode") or {}).items():
+        if block["dataset"] not in datasets:
+            raise CbmaError(f"config: decode.{name}.dataset: no dataset named "
+                            f"{block['dataset']!r} (datasets: {', '.join(datasets)})")
+        block["kernel"] = {"r": 6.0, **(block.get("kernel") or {})}
+    return config

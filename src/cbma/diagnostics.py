@@ -135,22 +135,33 @@ def focus_counter(coordinates, labels, mask, tail="positive"):
 # leave-one-experiment-out
 # --------------------------------------------------------------------------
 
-def _leave_one_out(ma, labels):
-    """Per cluster voxel: ALE and the ratio ALE without e / ALE for every experiment.
+#: How the statistic combines the experiments' MA maps: the ALE union, or a
+#: sum (MKDA density, KDA).
+STATISTICS = ("ale", "sum")
+
+
+def _leave_one_out(ma, labels, statistic="ale"):
+    """Per cluster voxel: the statistic, and the ratio stat without e / stat for every experiment.
 
     Returns ``voxel_cluster`` (cluster of each cluster voxel), ``ma_in``
     (experiments x cluster voxels, dense) and ``ratio`` (same shape).
     """
+    if statistic not in STATISTICS:
+        raise CbmaError(f"statistic must be one of {STATISTICS}, got {statistic!r}")
     cols = np.flatnonzero(labels)
     ma_in = np.asarray(ma.tocsc()[:, cols].todense(), dtype=float)
-    if np.any((ma_in < 0) | (ma_in >= 1)):
-        raise CbmaError("MA values must lie in [0, 1) for an ALE")
-    logs = np.log1p(-ma_in)
-    total = logs.sum(axis=0)
-    ale = -np.expm1(total)
-    without = -np.expm1(total[None, :] - logs)
+    if statistic == "ale":
+        if np.any((ma_in < 0) | (ma_in >= 1)):
+            raise CbmaError("MA values must lie in [0, 1) for an ALE")
+        logs = np.log1p(-ma_in)
+        total = logs.sum(axis=0)
+        stat = -np.expm1(total)
+        without = -np.expm1(total[None, :] - logs)
+    else:
+        stat = ma_in.sum(axis=0)
+        without = stat[None, :] - ma_in
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(ale > 0, without / ale, 0.0)
+        ratio = np.where(stat > 0, without / stat, 0.0)
     return labels[cols], ma_in, np.clip(ratio, 0.0, 1.0)
 
 
@@ -161,15 +172,17 @@ def _check_ma(ma, labels, experiment_ids):
         raise CbmaError(f"{len(experiment_ids)} experiment ids for {ma.shape[0]} MA maps")
 
 
-def jackknife(ma, labels, experiment_ids, tail="positive"):
-    """Leave-one-experiment-out contribution of each experiment to each cluster (ALE).
+def jackknife(ma, labels, experiment_ids, tail="positive", statistic="ale"):
+    """Leave-one-experiment-out contribution of each experiment to each cluster.
 
     For experiment ``e`` and voxel ``v``, ``c_e(v) = 1 - ALE_without_e(v) /
     ALE(v)`` (0 where ALE is 0), where ``ALE_without_e`` is the ALE of all
     other experiments: ``1 - exp(sum_i log(1 - MA_i) - log(1 - MA_e))``. The
     contribution to a cluster is the mean of ``c_e`` over its voxels; it
     lies in [0, 1], and the contributions to a cluster need not sum to 1
-    (the ALE union is not additive).
+    (the ALE union is not additive). For MKDA density and KDA
+    (``statistic="sum"``) the statistic is the sum of the MA maps, and the
+    contributions to a cluster sum to 1.
 
     Parameters
     ----------
@@ -181,6 +194,8 @@ def jackknife(ma, labels, experiment_ids, tail="positive"):
         Id of each row of ``ma``.
     tail : {"positive", "negative"}
         Names the columns.
+    statistic : {"ale", "sum"}
+        How the MA maps combine: the ALE union or a sum (MKDA density, KDA).
 
     Returns
     -------
@@ -190,7 +205,7 @@ def jackknife(ma, labels, experiment_ids, tail="positive"):
     labels = _labels_of(labels)
     _check_ma(ma, labels, experiment_ids)
     n_clusters = int(labels.max(initial=0))
-    voxel_cluster, _, ratio = _leave_one_out(ma, labels)
+    voxel_cluster, _, ratio = _leave_one_out(ma, labels, statistic)
     sizes = np.bincount(voxel_cluster, minlength=n_clusters + 1)[1:]
     values = np.zeros((len(experiment_ids), n_clusters))
     for k in range(n_clusters):
@@ -199,7 +214,7 @@ def jackknife(ma, labels, experiment_ids, tail="positive"):
     return _table(experiment_ids, values, tail)
 
 
-def contributions(ma, labels, experiment_ids, tail="positive"):
+def contributions(ma, labels, experiment_ids, tail="positive", statistic="ale"):
     """GingerALE-style contribution of each experiment to each cluster (ALE).
 
     As the Eickhoff lab's ALE code (JALE) reports them, per cluster and
@@ -225,6 +240,9 @@ def contributions(ma, labels, experiment_ids, tail="positive"):
         Id of each row of ``ma``.
     tail : {"positive", "negative"}
         Names the clusters.
+    statistic : {"ale", "sum"}
+        How the MA maps combine (for MKDA density and KDA, ``ale_percent``
+        is the share of the summed statistic).
 
     Returns
     -------
@@ -237,7 +255,7 @@ def contributions(ma, labels, experiment_ids, tail="positive"):
     _check_ma(ma, labels, experiment_ids)
     n_clusters = int(labels.max(initial=0))
     n_exp = len(experiment_ids)
-    voxel_cluster, ma_in, ratio = _leave_one_out(ma, labels)
+    voxel_cluster, ma_in, ratio = _leave_one_out(ma, labels, statistic)
     frames = []
     for k, name in enumerate(cluster_columns(n_clusters, tail), 1):
         inside = voxel_cluster == k

@@ -164,10 +164,11 @@ def read_sleuth(path):
 
 
 def _space_of(label):
+    """MNI or TAL from a space label; UNKNOWN (or none) is read as MNI, as Neurosynth does."""
     label = str(label).lower()
     if "tal" in label:
         return "TAL"
-    if "mni" in label or "ale" in label:
+    if "mni" in label or "ale" in label or label in ("unknown", ""):
         return "MNI"
     return None
 
@@ -223,6 +224,8 @@ def read_nimare_json(path):
 
 
 READERS = {"sleuth": read_sleuth, "nimare_json": read_nimare_json}
+#: formats whose files carry term weights (read by :mod:`cbma.neurosynth`)
+TERM_FORMATS = ("neurosynth", "neurosynth_v7")
 
 
 def read_dataset(paths, fmt, talairach_transform="icbm_other"):
@@ -232,7 +235,7 @@ def read_dataset(paths, fmt, talairach_transform="icbm_other"):
     ----------
     paths : str, Path or list of them
         The files of one dataset; experiments are concatenated in file order.
-    fmt : {"sleuth", "nimare_json"}
+    fmt : {"sleuth", "nimare_json", "neurosynth", "neurosynth_v7"}
         File format.
     talairach_transform : str
         Lancaster variant used to bring Talairach foci to MNI
@@ -243,11 +246,57 @@ def read_dataset(paths, fmt, talairach_transform="icbm_other"):
     pandas.DataFrame
         The canonical coordinates table (see the module docstring).
     """
-    if fmt not in READERS:
-        raise CbmaError(f"unknown dataset format {fmt!r}; expected one of {sorted(READERS)}")
+    return load_dataset(paths, fmt, talairach_transform)[0]
+
+
+def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None):
+    """Read a dataset: its foci in MNI space, its term weights and its studies.
+
+    Parameters
+    ----------
+    paths : str, Path or list of them
+        The files of one dataset (``sleuth``, ``nimare_json``: one or more
+        files, experiments concatenated in file order; ``neurosynth``: the
+        ``database.txt``; ``neurosynth_v7``: the release's folder).
+    fmt : {"sleuth", "nimare_json", "neurosynth", "neurosynth_v7"}
+        File format.
+    talairach_transform : str
+        Lancaster variant used to bring Talairach foci to MNI
+        (see :func:`cbma.space.tal2mni`).
+    features : str or Path, optional
+        ``neurosynth`` only: the study x term weights (``features.txt``).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        The canonical coordinates table (see the module docstring).
+    weights : cbma.neurosynth.TermWeights
+        Term weights of the experiments (no terms for formats without them).
+    studies : pandas.DataFrame
+        One row per experiment: ``id`` and what the files say of the study
+        (title, authors, year, journal), where present.
+    """
+    from . import neurosynth
+
+    known = [*READERS, *TERM_FORMATS]
+    if fmt not in known:
+        raise CbmaError(f"unknown dataset format {fmt!r}; expected one of {sorted(known)}")
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    tables = [READERS[fmt](p) for p in paths]
+    if fmt in TERM_FORMATS:
+        if len(paths) != 1:
+            raise CbmaError(f"a {fmt} dataset is one database (got {len(paths)} paths)")
+        if fmt == "neurosynth":
+            table, weights, studies = neurosynth.read_neurosynth(paths[0], features)
+        else:
+            table, weights, studies = neurosynth.read_neurosynth_v7(paths[0])
+        tables = [table]
+    else:
+        tables = [READERS[fmt](p) for p in paths]
+        weights = studies = None
+        if fmt == "nimare_json":
+            labelled = [neurosynth.read_nimare_json_labels(p) for p in paths]
+            weights, studies = _merge_labels(labelled)
     table = pd.concat(tables, ignore_index=True)
     first = {}
     for t, p in zip(tables, paths, strict=True):
@@ -260,7 +309,36 @@ def read_dataset(paths, fmt, talairach_transform="icbm_other"):
     if tal.any():
         xyz = table.loc[tal, ["x", "y", "z"]].to_numpy()
         table.loc[tal, ["x", "y", "z"]] = tal2mni(xyz, talairach_transform)
-    return table
+    ids = experiments_table(table)["id"].to_numpy(dtype=str)
+    if weights is None:
+        weights = neurosynth.empty_term_weights(ids)
+    if studies is None:
+        studies = pd.DataFrame({"id": ids})
+    return table, weights, studies
+
+
+def _merge_labels(labelled):
+    """Term weights and study texts of several NiMARE JSON files, as one."""
+    import scipy.sparse as sp
+
+    from .neurosynth import TermWeights
+
+    parts = [item for item in labelled if item is not None]
+    if not parts:
+        return None, None
+    weights = [w for w, _ in parts]
+    terms = sorted({t for w in weights for t in w.terms})
+    column = {t: j for j, t in enumerate(terms)}
+    blocks = []
+    for w in weights:
+        remap = np.array([column[t] for t in w.terms], dtype=np.int64)
+        coo = w.matrix.tocoo()
+        blocks.append(sp.csr_matrix((coo.data, (coo.row, remap[coo.col])),
+                                    shape=(w.matrix.shape[0], len(terms))))
+    merged = TermWeights(sp.vstack(blocks).tocsr(), np.concatenate([w.ids for w in weights]),
+                         np.asarray(terms))
+    studies = pd.concat([s for _, s in parts], ignore_index=True)
+    return merged, studies
 
 
 def experiments_table(coordinates):
@@ -343,3 +421,16 @@ def load_sparse(path):
     csr = sp.csr_matrix((arrays.pop("data"), arrays.pop("indices"), arrays.pop("indptr")),
                         shape=shape)
     return csr, arrays
+
+
+def save_named_maps(mask, maps, paths):
+    """Write each ``<name>.nii.gz`` of ``paths`` from ``maps[name]`` (masked vectors).
+
+    Paths of other kinds (sidecars) are skipped; a name missing from ``maps``
+    is a programming error and raises ``KeyError``.
+    """
+    for path in paths:
+        path = str(path)
+        if path.endswith(".nii.gz"):
+            name = path.rsplit("/", 1)[-1].removesuffix(".nii.gz")
+            save_nifti(mask.to_image(maps[name]), path)

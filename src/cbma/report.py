@@ -20,6 +20,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: E40
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PNG_METADATA = {"Software": None}
+#: above this many experiments the foci figure shows all foci in one colour
+MAX_COLOURED_EXPERIMENTS = 60
 
 REFERENCES = {
     "turkeltaub2002": "Turkeltaub, P. E., Eden, G. F., Jones, K. M., & Zeffiro, T. A. (2002). "
@@ -44,6 +46,15 @@ REFERENCES = {
     "28(11), 1194-1205.",
     "nichols2005": "Nichols, T., Brett, M., Andersson, J., Wager, T., & Poline, J.-B. (2005). "
     "Valid conjunction inference with the minimum statistic. NeuroImage, 25(3), 653-660.",
+    "wager2007": "Wager, T. D., Lindquist, M., & Kaplan, L. (2007). Meta-analysis of "
+    "functional neuroimaging data: current and future directions. Social Cognitive and "
+    "Affective Neuroscience, 2(2), 150-158.",
+    "yarkoni2011": "Yarkoni, T., Poldrack, R. A., Nichols, T. E., Van Essen, D. C., & Wager, "
+    "T. D. (2011). Large-scale automated synthesis of human functional neuroimaging data. "
+    "Nature Methods, 8(8), 665-670.",
+    "benjamini1995": "Benjamini, Y., & Hochberg, Y. (1995). Controlling the false discovery "
+    "rate: a practical and powerful approach to multiple testing. Journal of the Royal "
+    "Statistical Society B, 57(1), 289-300.",
     "nimare": "Salo, T., Yarkoni, T., Nichols, T. E., Poline, J.-B., Bilgel, M., Bottenhorn, "
     "K. L., et al. (2023). NiMARE: Neuroimaging Meta-Analysis Research Environment. "
     "Aperture Neuro, 3, 1-32.",
@@ -89,6 +100,11 @@ def foci_figure(coordinates, title, path):
     fig = plt.figure(figsize=(9, 3.2))
     display = plotting.plot_glass_brain(None, figure=fig, title=title)
     ids = list(dict.fromkeys(coordinates["id"]))
+    if len(ids) > MAX_COLOURED_EXPERIMENTS:  # a large database: one colour, small dots
+        xyz = coordinates[["x", "y", "z"]].to_numpy()
+        display.add_markers(xyz, marker_color="#c0392b", marker_size=1, alpha=0.3)
+        save_figure(fig, path)
+        return
     cmap = plt.get_cmap("tab20")
     for k, exp in enumerate(ids):
         xyz = coordinates.loc[coordinates["id"] == exp, ["x", "y", "z"]].to_numpy()
@@ -143,6 +159,23 @@ def methods_paragraph(name, info):
            "(Lancaster et al., 2007)." if info.get("n_tal") else "")
     outside = (f" {info['n_outside']} foci fell outside the brain mask and were "
                f"{info['outside_action']}." if info.get("n_outside") else "")
+    if info.get("estimator", "ale") != "ale":
+        kda = info["estimator"] == "kda"
+        how = ("kernel density analysis (KDA; Wager et al., 2007): the statistic at a voxel "
+               "is the number of foci within" if kda else
+               "multilevel kernel density analysis (MKDA density; Wager et al., 2007): the "
+               "statistic at a voxel is the number of experiments with at least one focus "
+               "within")
+        return (
+            f"The meta-analysis '{name}' used {how} {kern['r']:g} mm, as implemented in "
+            f"cbma {info['version']}, on {info['n_experiments']} experiments "
+            f"({info['n_foci']} foci).{tal}{outside} It was compared with the analytical "
+            "null of each experiment's spheres placed at random. Results were thresholded at "
+            f"a cluster-level family-wise error rate of p < {corr['alpha']:g} with a "
+            f"cluster-forming threshold of p < {corr['voxel_thresh']:g} (statistic > "
+            f"{info['cluster_forming_threshold']:g}), the cluster-size null coming from "
+            f"{corr['n_iters']} Monte Carlo iterations with random foci (seed {info['seed']}),"
+            f" as in NiMARE (Salo et al., 2023).{stopping}")
     text = (
         f"The meta-analysis '{name}' used activation likelihood estimation (ALE; Turkeltaub "
         f"et al., 2002; Eickhoff et al., 2009, 2012) as implemented in cbma {info['version']}, "
@@ -216,7 +249,12 @@ def analysis_section(name, analysis, coordinates, ma_record, summary, figures, s
     from .io import experiments_table
 
     exps = experiments_table(coordinates)
-    fwhm = ma_record["fwhm_mm"]
+    estimator = analysis.get("estimator", "ale")
+    if estimator == "ale":
+        fwhm = ma_record["fwhm_mm"]
+    else:  # a sphere: no FWHM
+        fwhm = {e: float("nan") for e in exps["id"]}
+    stat_name = {"ale": "ALE", "mkda": "MKDA density", "kda": "KDA"}[estimator]
     n_subjects = int(exps["sample_size"].sum()) if exps["sample_size"].notna().all() else None
     n_tal = int((coordinates["space"] == "TAL").sum())
     n_outside = ma_record.get("n_foci_outside_mask")
@@ -228,17 +266,18 @@ def analysis_section(name, analysis, coordinates, ma_record, summary, figures, s
         ("foci", _fmt_int(len(coordinates))),
         ("subjects", _fmt_int(n_subjects) if n_subjects is not None else "unknown"),
         ("foci reported in Talairach space", _fmt_int(n_tal)),
-        ("kernel FWHM (mm)", f"{min(fwhm.values()):.2f} to {max(fwhm.values()):.2f}"),
+        ("kernel", f"FWHM {min(fwhm.values()):.2f} to {max(fwhm.values()):.2f} mm"
+         if estimator == "ale" else f"sphere of {analysis['kernel']['r']:g} mm ({estimator})"),
         ("cluster-forming threshold",
-         f"p < {analysis['correction']['voxel_thresh']:g} (ALE > "
-         f"{summary['cluster_forming_threshold']:.5f})"),
+         f"p < {analysis['correction']['voxel_thresh']:g} ({stat_name} > "
+         f"{summary['cluster_forming_threshold']:.5g})"),
         ("Monte Carlo iterations", _monte_carlo_fact(summary)),
         (f"FWE {summary['alpha']:g} thresholds",
-         f"max ALE {thr['max_stat']:.5f}; cluster size {thr['cluster_size']:g} voxels; "
-         f"cluster mass {thr['cluster_mass']:.4f}"),
+         f"max {stat_name} {thr['max_stat']:.5g}; cluster size {thr['cluster_size']:g} voxels;"
+         f" cluster mass {thr['cluster_mass']:.4g}"),
         ("Monte Carlo standard errors of the thresholds",
          "; ".join(f"{label} {err['se']:.3g} ({100 * err['relative_se']:.1f} %)"
-                   for label, err in zip(("max ALE", "cluster size"),
+                   for label, err in zip((f"max {stat_name}", "cluster size"),
                                          summary["threshold_errors"].values(), strict=True))),
         ("clusters", f"{clusters['n']} above the cluster-forming threshold, "
          f"{clusters['n_significant_size']} significant by size, "
@@ -247,9 +286,9 @@ def analysis_section(name, analysis, coordinates, ma_record, summary, figures, s
     if n_outside is not None:
         facts.insert(5, ("foci outside the mask", _fmt_int(n_outside)))
     experiments = pd.DataFrame({
-        "experiment": exps["id"], "subjects": exps["sample_size"], "foci": exps["n_foci"],
-        "FWHM (mm)": [fwhm[e] for e in exps["id"]],
-    })
+        "experiment": exps["id"], "subjects": exps["sample_size"], "foci": exps["n_foci"]})
+    if estimator == "ale":
+        experiments["FWHM (mm)"] = [fwhm[e] for e in exps["id"]]
     cluster_table = pd.DataFrame({
         "size (voxels)": clusters["sizes"], "mass": clusters["masses"],
         "p (size, FWE)": clusters["p_size"], "p (mass, FWE)": clusters["p_mass"]})
@@ -263,6 +302,7 @@ def analysis_section(name, analysis, coordinates, ma_record, summary, figures, s
         "n_experiments": len(exps), "n_foci": len(coordinates),
         "n_subjects": n_subjects if n_subjects is not None else "an unknown number of",
         "fwhm_min": min(fwhm.values()), "fwhm_max": max(fwhm.values()),
+        "estimator": estimator,
         "kernel": analysis["kernel"], "n_tal": n_tal,
         "correction": {**analysis["correction"], "n_iters": summary["n_iters"],
                        "n_iters_max": analysis["correction"]["n_iters"]},
@@ -356,5 +396,97 @@ def compare_section(kind, name, block, table, figure, n_voxels):
         "figures": [{"title": title, "path": figure}],
         "tables": [{"title": "Clusters", "html": table_html(table) if not table.empty else "",
                     "note": note, "collapsed": len(table) > 20}],
+        "methods": methods,
+    }
+
+
+def selection_fact(analysis, n_selected, n_dataset):
+    """One line saying which experiments an analysis took, and how."""
+    spec = analysis.get("select")
+    if not spec:
+        how = "all of the dataset"
+    elif "ids" in spec:
+        how = f"{len(spec['ids'])} listed ids"
+    elif "expression" in spec:
+        how = (f"term expression {spec['expression']!r} (weight >= "
+               f"{spec['frequency_threshold']:g})")
+    elif "xyz" in spec["seed"]:
+        how = f"a focus within {spec['seed']['r']:g} mm of {spec['seed']['xyz']}"
+    else:
+        how = (f"activating more than {spec['seed']['proportion']:g} of seed "
+               f"{spec['seed']['mask']}")
+    return ("experiments", f"{_fmt_int(n_selected)} of {_fmt_int(n_dataset)}, by {how}")
+
+
+def chi2_section(name, block, facts, figure, table, kind="Analysis"):
+    """Facts, figure, cluster table and methods text of an MKDA chi-square analysis.
+
+    Parameters
+    ----------
+    name : str
+    block : dict
+        The analysis' (or contrast's) config block.
+    facts : list of (str, str)
+        What to list first (the groups and their sizes).
+    figure : str or Path
+        Glass brain of the FDR-thresholded association z map.
+    table : pandas.DataFrame
+        Cluster table of that map.
+    kind : str
+        ``"Analysis"``, ``"Coactivation"`` or ``"Contrast"``.
+    """
+    q = block.get("correction", {}).get("q", block.get("alpha", 0.01))
+    r = block.get("kernel", {}).get("r", 10)
+    versus = block.get("versus", "rest")
+    other = ("all other studies of the dataset" if versus == "rest"
+             else "a second selection of studies")
+    methods = (f"The {kind.lower()} '{name}' compared the studies of a selection with "
+               f"{other} by MKDA chi-square tests (Wager et al., 2007; Yarkoni et al., 2011): "
+               f"each study's foci were turned into spheres of {r:g} mm; a uniformity test "
+               "compared each voxel's activation frequency in the selection with the mean "
+               "over the brain, and an association test (a 2 x 2 chi-square) compared it "
+               "with the other studies. p-values were adjusted with the Benjamini-Hochberg "
+               f"procedure (Benjamini & Hochberg, 1995); the maps show z where the adjusted "
+               f"p < {q:g}. Implementation: cbma, following NiMARE's MKDAChi2 (Salo et al., "
+               "2023).")
+    return {
+        "kind": kind, "name": name, "anchor": f"{kind.lower()}-{name}", "facts": facts,
+        "figures": [{"title": f"{name}: association z where the FDR-adjusted p < {q:g}",
+                     "path": figure}],
+        "tables": [{"title": "Clusters", "html": table_html(table) if not table.empty else "",
+                    "note": None if not table.empty else "No cluster.",
+                    "collapsed": len(table) > 20}],
+        "methods": methods,
+    }
+
+
+def decode_section(name, block, ranked, figure, n_terms):
+    """Top terms per image of a decoding, with its methods text.
+
+    Parameters
+    ----------
+    name : str
+    block : dict
+        The decode block of the config.
+    ranked : pandas.DataFrame
+        ``decoding_ranked.tsv`` (image, rank, term, r).
+    figure : str or Path
+        The top-terms figure.
+    n_terms : int
+        Terms decoded against.
+    """
+    top = ranked[ranked["rank"] <= block["n_top"]]
+    methods = (f"The decoding '{name}' correlated each image with the association maps of "
+               f"all {n_terms} terms of dataset {block['dataset']} (Pearson r over the brain "
+               "mask, as Neurosynth's decoder): each term's map is the z of the MKDA "
+               "association test of the studies with the term (weight >= "
+               f"{block['frequency_threshold']:g}) against all other studies, with spheres of "
+               f"{block['kernel']['r']:g} mm (Yarkoni et al., 2011).")
+    return {
+        "kind": "Decoding", "name": name, "anchor": f"decoding-{name}",
+        "facts": [("images", ", ".join(block["images"])), ("terms", _fmt_int(n_terms))],
+        "figures": [{"title": f"{name}: top {block['n_top']} terms per image", "path": figure}],
+        "tables": [{"title": "Top terms", "html": table_html(top, "{:.4f}"),
+                    "collapsed": len(top) > 30}],
         "methods": methods,
     }

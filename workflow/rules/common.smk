@@ -7,7 +7,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from cbma.config import check_config
+from cbma.config import ESTIMATORS_WITH_FWE, check_config, normalise_config
 from cbma.errors import CbmaError
 from cbma.provenance import code_fingerprint, sidecar_path
 
@@ -26,6 +26,10 @@ try:
 except CbmaError as exc:
     fail(exc)
 validate(config, schema=SCHEMA)  # fills in the schema's defaults
+try:
+    normalise_config(config)  # defaults that depend on other keys (estimator, kernel)
+except CbmaError as exc:
+    fail(exc)
 
 
 def resolve(path, key):
@@ -49,26 +53,54 @@ ATLAS = {
     "labels": resolve("resources/templates/HarvardOxford-cort-labels.tsv", "atlas"),
 }
 DATASETS = config["datasets"]
-ANALYSES = config["analyses"]
+# coactivation entries are analyses whose selection is a seed
+ANALYSES = {**config["analyses"], **config["coactivation"]}
 DATASET_FILES = {
     name: [
         resolve(p, f"datasets.{name}.path")
         for p in ([d["path"]] if isinstance(d["path"], str) else d["path"])
     ]
+    + ([resolve(d["features"], f"datasets.{name}.features")] if "features" in d else [])
     for name, d in DATASETS.items()
 }
+DECODE = config["decode"]
 
 
-def kernel_id(kernel):
-    """File-name id of an ALE kernel setting: ale, ale-fwhm10, ale-n20."""
-    if "fwhm" in kernel:
-        return f"ale-fwhm{kernel['fwhm']:g}"
-    if "sample_size" in kernel:
-        return f"ale-n{kernel['sample_size']:g}"
-    return "ale"
+def kernel_id(estimator, kernel):
+    """File-name id of a kernel: ale, ale-fwhm10, ale-n20, mkda-r10, kda-r6-v2."""
+    if estimator == "ale":
+        if "fwhm" in kernel:
+            return f"ale-fwhm{kernel['fwhm']:g}"
+        if "sample_size" in kernel:
+            return f"ale-n{kernel['sample_size']:g}"
+        return "ale"
+    family = "kda" if estimator == "kda" else "mkda"
+    value = "" if kernel.get("value", 1) == 1 else f"-v{kernel['value']:g}"
+    return f"{family}-r{kernel['r']:g}{value}"
 
 
-KERNELS = {kernel_id(a["kernel"]): a["kernel"] for a in ANALYSES.values()}
+def analysis_kernel_id(analysis):
+    a = ANALYSES[analysis]
+    return kernel_id(a["estimator"], a["kernel"])
+
+
+def _kernels():
+    """Every kernel some rule needs, by id: (estimator family, settings)."""
+    out = {}
+    for a in ANALYSES.values():
+        family = "mkda" if a["estimator"] == "mkda_chi2" else a["estimator"]
+        out[kernel_id(a["estimator"], a["kernel"])] = (family, a["kernel"])
+        seed = (a.get("select") or {}).get("seed", {})
+        if "mask" in seed:  # a seed mask selects by the studies' spheres
+            kern = {"r": seed["r"], "value": 1.0}
+            out[kernel_id("mkda", kern)] = ("mkda", kern)
+    for d in DECODE.values():
+        kern = {"r": d["kernel"]["r"], "value": 1.0}
+        out[kernel_id("mkda", kern)] = ("mkda", kern)
+    return out
+
+
+KERNELS = _kernels()
 CONTRASTS = config["contrasts"]
 CONJUNCTIONS = config["conjunctions"]
 
@@ -93,6 +125,47 @@ DIAGNOSTIC_TABLES = [
 
 CONJUNCTION_MAPS = [n for n in [*FWE_NAMES, *THRESHOLDED_NAMES] if n.startswith("z_")]
 
+# MKDAChi2 (NiMARE's names): tests, probabilities, FDR-adjusted maps, and the
+# thresholded maps shown in the report
+CHI2_TESTS = ["uniformity", "association", "group1", "group2"]
+CHI2_MAPS = (
+    [f"{v}_desc-{t}" for t in CHI2_TESTS for v in ["z", "chi2", "p", "logp"]]
+    + [
+        f"prob_desc-{d}"
+        for d in [
+            "A",
+            "AgF",
+            "AgU",
+            "FgA",
+            "AgF_prior",
+            "FgA_prior",
+            "group1",
+            "group2",
+        ]
+    ]
+    + [
+        f"{v}_desc-{t}_level-voxel_corr-FDR_method-indep"
+        for t in CHI2_TESTS
+        for v in ["p", "z", "logp"]
+    ]
+    + [
+        f"z_desc-{t}_level-voxel_corr-FDR_method-indep_thresholded"
+        for t in ["uniformity", "association"]
+    ]
+)
+CHI2_FIGURE_MAP = "z_desc-association_level-voxel_corr-FDR_method-indep_thresholded"
+CHI2_TABLE = f"{CHI2_FIGURE_MAP}_tab-clust.tsv"
+
+
+FWE_ANALYSES = [a for a, b in ANALYSES.items() if b["estimator"] in ESTIMATORS_WITH_FWE]
+CHI2_ANALYSES = [a for a, b in ANALYSES.items() if b["estimator"] == "mkda_chi2"]
+SUBTRACTIONS = [
+    c for c, b in config["contrasts"].items() if b["method"] == "subtraction"
+]
+CHI2_CONTRASTS = [
+    c for c, b in config["contrasts"].items() if b["method"] == "mkda_chi2"
+]
+
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
@@ -105,6 +178,8 @@ wildcard_constraints:
     cmap="|".join(map(re.escape, CONJUNCTION_MAPS)),
     kind="contrasts|conjunctions",
     name="|".join([*CONTRASTS, *CONJUNCTIONS]) or "^$",
+    decode="|".join(DECODE) or "^$",
+    threshold=r"[0-9.e+-]+",
 
 
 def with_sidecars(paths):
@@ -184,9 +259,55 @@ def contrast_ma_files(wildcards):
     return [ma_file_of(a) for a in CONTRASTS[wildcards.contrast]["analyses"]]
 
 
+def contrast_selections(wildcards):
+    return [
+        f"results/analyses/{a}/selection.tsv"
+        for a in CONTRASTS[wildcards.contrast]["analyses"]
+    ]
+
+
 def ma_file_of(analysis):
     a = ANALYSES[analysis]
-    return f"results/datasets/{a['dataset']}/ma-{kernel_id(a['kernel'])}.npz"
+    return f"results/datasets/{a['dataset']}/ma-{analysis_kernel_id(analysis)}.npz"
+
+
+def dataset_of(wildcards):
+    return ANALYSES[wildcards.analysis]["dataset"]
+
+
+def selection_file(wildcards):
+    return f"results/analyses/{wildcards.analysis}/selection.tsv"
+
+
+def selection_inputs(wildcards):
+    """What the select rule reads: the foci, the term weights and, for a seed
+    mask, the mask and the dataset's sphere maps."""
+    a = ANALYSES[wildcards.analysis]
+    base = f"results/datasets/{a['dataset']}"
+    inputs = {"coordinates": f"{base}/coordinates.tsv", "terms": f"{base}/terms.npz"}
+    for key, block in (("select", a.get("select")), ("versus", a.get("versus"))):
+        seed = block.get("seed", {}) if isinstance(block, dict) else {}
+        if "mask" in seed:
+            kern = kernel_id("mkda", {"r": seed["r"], "value": 1.0})
+            inputs[f"{key}_mask"] = resolve(
+                seed["mask"], f"analyses.{wildcards.analysis}.{key}.seed.mask"
+            )
+            inputs[f"{key}_ma"] = f"{base}/ma-{kern}.npz"
+            inputs["mask_image"] = MASK
+    return inputs
+
+
+def chi2_files(base, block):
+    files = [f"{base}/{n}.nii.gz" for n in CHI2_MAPS] + [f"{base}/{CHI2_TABLE}"]
+    if block.get("naming") == "neurosynth":
+        files.append(f"{base}/neurosynth")
+    return files
+
+
+def analysis_figure_map(analysis):
+    if ANALYSES[analysis]["estimator"] == "mkda_chi2":
+        return f"results/analyses/{analysis}/{CHI2_FIGURE_MAP}.nii.gz"
+    return f"results/analyses/{analysis}/{THRESHOLDED_NAMES[1]}.nii.gz"
 
 
 def contrast_significance(wildcards):
@@ -224,9 +345,37 @@ def conjunction_inputs(wildcards):
 
 def contrast_files(contrast):
     base = f"results/contrasts/{contrast}"
+    if CONTRASTS[contrast]["method"] == "mkda_chi2":
+        return chi2_files(base, {})
     return [
         *[f"{base}/{n}.nii.gz" for n in SUBTRACTION_MAPS],
         f"{base}/z_desc-group1MinusGroup2_tab-clust.tsv",
+    ]
+
+
+def decode_files(name):
+    base = f"results/decode/{name}"
+    return [
+        f"{base}/decoding.tsv",
+        f"{base}/decoding_ranked.tsv",
+        f"{base}/figures/top_terms.png",
+    ]
+
+
+def term_maps_prefix(name):
+    d = DECODE[name]
+    kern = kernel_id("mkda", {"r": d["kernel"]["r"], "value": 1.0})
+    return f"results/datasets/{d['dataset']}/term-maps_{kern}_ft{d['frequency_threshold']:g}"
+
+
+def decode_images(wildcards):
+    return [
+        (
+            resolve(p, f"decode.{wildcards.decode}.images")
+            if not p.startswith("results/")
+            else p
+        )
+        for p in DECODE[wildcards.decode]["images"]
     ]
 
 
@@ -238,6 +387,8 @@ def conjunction_files(name):
 
 def compare_figure_input(wildcards):
     if wildcards.kind == "contrasts":
+        if CONTRASTS[wildcards.name]["method"] == "mkda_chi2":
+            return f"results/contrasts/{wildcards.name}/{CHI2_FIGURE_MAP}.nii.gz"
         return f"results/contrasts/{wildcards.name}/z_desc-group1MinusGroup2_thresholded.nii.gz"
     cmap = CONJUNCTIONS[wildcards.name]["map"]
     return f"results/conjunctions/{wildcards.name}/{cmap}.nii.gz"
@@ -255,16 +406,25 @@ def compare_report_inputs():
 
 def final_outputs():
     names = ["stat", "p", "z", "logp", *FWE_NAMES, *THRESHOLDED_NAMES]
-    maps = [f"results/analyses/{a}/{n}.nii.gz" for a in ANALYSES for n in names]
-    summaries = [f"results/analyses/{a}/fwe_summary.json" for a in ANALYSES]
-    diagnostics = [f for a in ANALYSES for f in diagnostics_files(a)]
+    maps = [f"results/analyses/{a}/{n}.nii.gz" for a in FWE_ANALYSES for n in names]
+    maps += [
+        f
+        for a in CHI2_ANALYSES
+        for f in chi2_files(f"results/analyses/{a}", ANALYSES[a])
+    ]
+    selections = [f"results/analyses/{a}/selection.tsv" for a in ANALYSES]
+    summaries = [f"results/analyses/{a}/fwe_summary.json" for a in FWE_ANALYSES]
+    diagnostics = [f for a in FWE_ANALYSES for f in diagnostics_files(a)]
     compare = [f for c in CONTRASTS for f in contrast_files(c)]
     compare += [f for c in CONJUNCTIONS for f in conjunction_files(c)]
+    decoding = [f for d in DECODE for f in decode_files(d)]
     return [
         *maps,
+        *selections,
         *summaries,
         *diagnostics,
         *compare,
+        *decoding,
         "results/report.html",
         "results/provenance.json",
     ]

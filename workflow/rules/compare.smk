@@ -1,21 +1,25 @@
-# ALE subtraction (label permutation in chunks, then a gather) and conjunction.
+# ALE subtraction (label permutation in chunks, then a gather), MKDA chi-square
+# contrasts and conjunction.
 
 
 rule subtraction_null:
     input:
         ma=contrast_ma_files,
+        selections=contrast_selections,
     output:
         with_sidecars(["results/contrasts/{contrast}/null/chunk-{chunk}.npz"]),
     log:
         "logs/subtraction_null/{contrast}_chunk-{chunk}.log",
     benchmark:
         "results/benchmarks/subtraction_null/{contrast}_chunk-{chunk}.tsv"
+    wildcard_constraints:
+        contrast="|".join(SUBTRACTIONS) or "^$",
     conda:
         "../../envs/cbma.yaml"
     params:
         seed=config["seed"],
         permutations=chunk_range,
-        code=code_fingerprint("compare", "io"),
+        code=code_fingerprint("compare", "selection", "io"),
     message:
         "Label permutations of {wildcards.contrast}, chunk {wildcards.chunk}"
     script:
@@ -25,6 +29,7 @@ rule subtraction_null:
 rule subtraction:
     input:
         ma=contrast_ma_files,
+        selections=contrast_selections,
         chunks=subtraction_chunks,
         significant=contrast_significance,
         mask=MASK,
@@ -42,6 +47,8 @@ rule subtraction:
         "logs/subtraction/{contrast}.log",
     benchmark:
         "results/benchmarks/subtraction/{contrast}.tsv"
+    wildcard_constraints:
+        contrast="|".join(SUBTRACTIONS) or "^$",
     conda:
         "../../envs/cbma.yaml"
     params:
@@ -49,7 +56,7 @@ rule subtraction:
         mode=lambda wc: CONTRASTS[wc.contrast]["mode"],
         n_iters=lambda wc: CONTRASTS[wc.contrast]["n_iters"],
         alpha=lambda wc: CONTRASTS[wc.contrast]["alpha"],
-        code=code_fingerprint("compare", "clusters", "io", "space"),
+        code=code_fingerprint("compare", "clusters", "selection", "io", "space"),
     message:
         "ALE subtraction {wildcards.contrast} ({params.mode} mode, {params.n_iters} permutations)"
     script:
@@ -80,3 +87,34 @@ rule conjunction:
         "Conjunction {wildcards.conjunction} of {params.analyses}"
     script:
         "../../scripts/conjunction.py"
+
+
+rule chi2_contrast:
+    input:
+        ma=contrast_ma_files,
+        selections=contrast_selections,
+        mask=MASK,
+        atlas=ATLAS["image"],
+        atlas_labels=ATLAS["labels"],
+    output:
+        maps=with_sidecars(
+            [f"results/contrasts/{{contrast}}/{n}.nii.gz" for n in CHI2_MAPS]
+        ),
+        table=with_sidecars([f"results/contrasts/{{contrast}}/{CHI2_TABLE}"]),
+    log:
+        "logs/chi2_contrast/{contrast}.log",
+    benchmark:
+        "results/benchmarks/chi2_contrast/{contrast}.tsv"
+    wildcard_constraints:
+        contrast="|".join(CHI2_CONTRASTS) or "^$",
+    conda:
+        "../../envs/cbma.yaml"
+    params:
+        analyses=lambda wc: CONTRASTS[wc.contrast]["analyses"],
+        q=lambda wc: CONTRASTS[wc.contrast]["alpha"],
+        min_size=0,
+        code=code_fingerprint("mkda", "correct", "clusters", "selection", "io", "space"),
+    message:
+        "MKDA chi-square tests of {params.analyses[0]} against {params.analyses[1]}"
+    script:
+        "../../scripts/chi2.py"

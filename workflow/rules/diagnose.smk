@@ -4,6 +4,7 @@ rule diagnose:
         logp="results/analyses/{analysis}/logp_{level}.nii.gz",
         z="results/analyses/{analysis}/z.nii.gz",
         ma=ma_file,
+        selection=selection_file,
         coordinates=coordinates_file,
         mask=MASK,
         atlas=ATLAS["image"],
@@ -22,9 +23,10 @@ rule diagnose:
     conda:
         "../../envs/cbma.yaml"
     params:
+        estimator=lambda wc: ANALYSES[wc.analysis]["estimator"],
         threshold=lambda wc: ANALYSES[wc.analysis]["diagnostics"]["threshold"],
         min_size=lambda wc: ANALYSES[wc.analysis]["diagnostics"]["min_size"],
-        code=code_fingerprint("clusters", "diagnostics", "io", "space"),
+        code=code_fingerprint("clusters", "diagnostics", "selection", "io", "space"),
     message:
         "Clusters, Jackknife and FocusCounter of {wildcards.analysis} (z_{wildcards.level})"
     script:

@@ -6,6 +6,7 @@
 rule fwe_null:
     input:
         coordinates=coordinates_file,
+        selection=selection_file,
         null="results/analyses/{analysis}/null_approximate.tsv",
         mask=MASK,
     output:
@@ -19,9 +20,10 @@ rule fwe_null:
     params:
         seed=config["seed"],
         chunk_size=config["chunk_size"],
+        estimator=lambda wc: ANALYSES[wc.analysis]["estimator"],
         kernel=lambda wc: ANALYSES[wc.analysis]["kernel"],
         voxel_thresh=lambda wc: correction(wc)["voxel_thresh"],
-        code=code_fingerprint("null", "estimators", "io"),
+        code=code_fingerprint("null", "estimators", "mkda", "selection", "io"),
     message:
         "Monte Carlo null of {wildcards.analysis}, chunk {wildcards.chunk}"
     script:

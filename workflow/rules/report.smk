@@ -1,7 +1,8 @@
 rule figures:
     input:
         coordinates=coordinates_file,
-        z="results/analyses/{analysis}/z_desc-size_level-cluster_corr-FWE_method-montecarlo_thresholded.nii.gz",
+        selection=selection_file,
+        z=lambda wc: analysis_figure_map(wc.analysis),
     output:
         foci=report(
             "results/analyses/{analysis}/figures/foci.png",
@@ -32,7 +33,8 @@ rule figures:
     conda:
         "../../envs/cbma.yaml"
     params:
-        code=code_fingerprint("report"),
+        estimator=lambda wc: ANALYSES[wc.analysis]["estimator"],
+        code=code_fingerprint("report", "selection"),
     message:
         "Figures of {wildcards.analysis}"
     script:
@@ -47,14 +49,21 @@ rule report:
             fig=["foci", "glass", "slices"],
         ),
         summaries=expand(
-            "results/analyses/{analysis}/fwe_summary.json", analysis=ANALYSES
+            "results/analyses/{analysis}/fwe_summary.json", analysis=FWE_ANALYSES
         ),
         coordinates=expand(
             "results/datasets/{dataset}/coordinates.tsv",
             dataset=[ANALYSES[a]["dataset"] for a in ANALYSES],
         ),
-        diagnostics=[f for a in ANALYSES for f in diagnostics_files(a)],
+        selections=expand(
+            "results/analyses/{analysis}/{group}.tsv",
+            analysis=ANALYSES,
+            group=["selection", "versus"],
+        ),
+        diagnostics=[f for a in FWE_ANALYSES for f in diagnostics_files(a)],
+        chi2=[f"results/analyses/{a}/{CHI2_TABLE}" for a in CHI2_ANALYSES],
         compare=compare_report_inputs(),
+        decode=[f for d in DECODE for f in decode_files(d)],
         ma=[ma_file_of(a) for a in ANALYSES],
     output:
         html="results/report.html",
@@ -67,8 +76,9 @@ rule report:
         "../../envs/cbma.yaml"
     params:
         config=config,
-        analyses=list(ANALYSES),
-        code=code_fingerprint("report"),
+        analyses=ANALYSES,
+        ma_files={a: ma_file_of(a) for a in ANALYSES},
+        code=code_fingerprint("report", "selection"),
     message:
         "Writing the HTML report"
     script:

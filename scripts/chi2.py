@@ -1,0 +1,47 @@
+"""Rules chi2 and chi2_contrast: MKDA chi-square tests of two groups of experiments."""
+
+import numpy as np
+
+from cbma import clusters, io, mkda, selection, space
+from cbma.runner import run
+
+FDR = "level-voxel_corr-FDR_method-indep"
+
+
+def main(job):
+    smk = job.smk
+    mask = space.load_mask(smk.input.mask)
+    if "versus" in smk.input.keys():  # an analysis: its selection against the others
+        groups = [selection.selected_ma(smk.input.ma, s)
+                  for s in (smk.input.selection, smk.input.versus)]
+        name = smk.wildcards.analysis
+    else:  # a contrast of two analyses
+        groups = [selection.selected_ma(m, s)
+                  for m, s in zip(smk.input.ma, smk.input.selections, strict=True)]
+        name = smk.wildcards.contrast
+    (ma1, ids1), (ma2, ids2) = groups
+    both = np.intersect1d(ids1, ids2)
+    if both.size:
+        job.log(f"{both.size} experiments are in both groups (e.g. {both[0]}): they count in "
+                "both", echo=True)
+    maps = mkda.mkda_chi2(ma1, ma2)
+    maps.update(mkda.chi2_fdr_maps(maps))
+    q = smk.params.q
+    for test in ("uniformity", "association"):
+        keep = maps[f"p_desc-{test}_{FDR}"] < q
+        maps[f"z_desc-{test}_{FDR}_thresholded"] = np.where(keep, maps[f"z_desc-{test}"], 0.0)
+    io.save_named_maps(mask, maps, smk.output.maps)
+    shown = maps[f"z_desc-association_{FDR}_thresholded"]
+    atlas = clusters.load_atlas(smk.input.atlas, smk.input.atlas_labels)
+    table, _ = clusters.cluster_table(shown, mask, threshold=0.0, peak_map=shown, atlas=atlas,
+                                      p=maps[f"p_desc-association_{FDR}"],
+                                      min_size=smk.params.min_size)
+    io.write_tsv(table, smk.output.table[0])
+    n_assoc = int((maps[f"z_desc-association_{FDR}_thresholded"] != 0).sum())
+    job.log(f"{name}: {ma1.shape[0]} vs {ma2.shape[0]} experiments; {n_assoc} voxels with "
+            f"FDR-adjusted association p < {q:g}", echo=True)
+    job.finish(extra={"n_group1": ma1.shape[0], "n_group2": ma2.shape[0],
+                      "n_voxels_association_fdr": n_assoc})
+
+
+run(snakemake, main)  # noqa: F821
