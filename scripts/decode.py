@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pandas as pd
+
 from cbma import decode, io, space
 from cbma.runner import run
 
@@ -9,10 +11,14 @@ from cbma.runner import run
 def main(job):
     smk = job.smk
     mask = space.load_mask(smk.input.mask)
-    terms = io.read_tsv(smk.input.table)["term"].astype(str).to_numpy()
+    # terms as written ("null" or "nan" are terms, not missing values)
+    terms = pd.read_csv(smk.input.table, sep="\t", keep_default_na=False)["term"].to_numpy(str)
     maps = decode.load_term_maps(smk.input.maps, terms)
-    images = {Path(p).name.removesuffix(".gz").removesuffix(".nii"):
-              decode.load_image_masked(p, mask) for p in smk.input.images}
+    paths = list(smk.input.images)
+    names = [Path(p).name.removesuffix(".gz").removesuffix(".nii") for p in paths]
+    if len(set(names)) < len(names):  # the same file name in two folders: name by path
+        names = [p.removesuffix(".gz").removesuffix(".nii") for p in paths]
+    images = {n: decode.load_image_masked(p, mask) for n, p in zip(names, paths, strict=True)}
     table = decode.decode(images, maps, terms)
     ranked = decode.decode_table(table)
     io.write_tsv(table.reset_index(), smk.output.wide)

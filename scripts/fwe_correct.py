@@ -37,7 +37,7 @@ def main(job):
         json.dump(summary, fh, indent=2)
         fh.write("\n")
     sig = summary["clusters"]["n_significant_size"]
-    job.log(f"{smk.wildcards.analysis}: {len(clusters['sizes'])} clusters above ALE "
+    job.log(f"{smk.wildcards.analysis}: {len(clusters['sizes'])} clusters above "
             f"{threshold:g}, {sig} significant by size at FWE {p.alpha:g} "
             f"(min size {summary['thresholds']['cluster_size']:g} voxels)", echo=True)
     job.finish(outputs=[*smk.output.maps, *smk.output.null], extra={"n_iters": len(nulls)})

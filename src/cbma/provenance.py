@@ -22,7 +22,12 @@ DEPENDENCIES = ["numpy", "scipy", "nibabel", "pandas", "numba", "snakemake"]
 
 
 def sha256(path, chunk=1 << 20):
-    """Hex sha256 of a file."""
+    """Hex sha256 of a file; of a folder, the sha256 of its files' names and sha256s."""
+    path = Path(path)
+    if path.is_dir():
+        lines = "".join(f"{p.relative_to(path)}\t{sha256(p)}\n"
+                        for p in sorted(path.rglob("*")) if p.is_file())
+        return hashlib.sha256(lines.encode()).hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
