@@ -15,7 +15,10 @@ def main(job):
     terms = pd.read_csv(smk.input.table, sep="\t", keep_default_na=False)["term"].to_numpy(str)
     maps = decode.load_term_maps(smk.input.maps, terms)
     paths = list(smk.input.images)
-    names = [Path(p).name.removesuffix(".gz").removesuffix(".nii") for p in paths]
+    # a map of this run is named after its analysis: amygdala_z_desc-association
+    names = ["_".join(Path(p).parts[2:3] + (Path(p).name,)) if p.startswith(
+        "results/analyses/") else Path(p).name for p in paths]
+    names = [n.removesuffix(".gz").removesuffix(".nii") for n in names]
     if len(set(names)) < len(names):  # the same file name in two folders: name by path
         names = [p.removesuffix(".gz").removesuffix(".nii") for p in paths]
     images = {n: decode.load_image_masked(p, mask) for n, p in zip(names, paths, strict=True)}

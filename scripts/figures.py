@@ -4,7 +4,7 @@ from cbma import io, report, selection
 from cbma.runner import run
 
 TITLES = {
-    "mkda_chi2": "association z where the FDR-adjusted p < q",
+    "mkda_chi2": "association z where the FDR-adjusted p < {q:g}",
     "default": "z in clusters surviving cluster-level FWE",
 }
 
@@ -18,7 +18,8 @@ def main(job):
                        f"{len(table)} foci", smk.output.foci)
     img = io.load_nifti(smk.input.z)
     two_sided = smk.params.estimator == "mkda_chi2"
-    title = f"{name}: {TITLES.get(smk.params.estimator, TITLES['default'])}"
+    title = f"{name}: " + TITLES.get(smk.params.estimator, TITLES["default"]).format(
+        q=smk.params.q)
     report.glass_brain_figure(img, title, smk.output.glass, two_sided=two_sided)
     report.slices_figure(img, title, smk.output.slices)
     job.finish()

@@ -34,6 +34,7 @@ rule figures:
         "../../envs/cbma.yaml"
     params:
         estimator=lambda wc: ANALYSES[wc.analysis]["estimator"],
+        q=lambda wc: ANALYSES[wc.analysis]["correction"]["q"],
         code=code_fingerprint("report", "selection"),
     message:
         "Figures of {wildcards.analysis}"
