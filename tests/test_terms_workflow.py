@@ -228,7 +228,7 @@ def test_config_combinations_are_checked(tmp_path, change, message):
     if message is None:
         assert res.returncode == 0, res.stderr
     else:
-        assert res.returncode != 0 and f"cbma error: config: analyses.a" in res.stderr
+        assert res.returncode != 0 and "cbma error: config: analyses.a" in res.stderr
         assert message in res.stderr
 
 

@@ -1,0 +1,335 @@
+"""Free-text query model (cbma.query) and the Text2Brain metric (cbma.evaluate)."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import MASK
+
+from cbma.errors import CbmaError
+from cbma.evaluate import (
+    dice_auc,
+    dice_top_k,
+    distance_ties,
+    evaluate_held_out,
+    fit_keyword_baseline,
+    pearson_r,
+)
+from cbma.mkda import sphere_offsets
+from cbma.query import (
+    QueryModel,
+    coarse_mask,
+    downsample_maps,
+    extract_terms,
+    fit_query_model,
+    foci_targets,
+    resample_masked,
+)
+from cbma.space import BrainMask, load_mask, vox_to_mm
+
+# planted topics: a region (MNI mm) and synonyms that co-occur in the same studies
+TOPICS = {
+    "pain": ((40, -20, 10), ["pain", "nociception", "noxious"]),
+    "wm": ((-44, 30, 30), ["working memory", "maintenance", "retention"]),
+    "reward": ((12, 10, -8), ["reward", "monetary incentive", "gain"]),
+    "face": ((40, -55, -18), ["face", "fusiform", "facial"]),
+    "motor": ((-38, -22, 56), ["finger tapping", "motor", "movement"]),
+    "lang": ((-50, 20, 8), ["language", "semantic", "verbal"]),
+}
+FREQUENCY = {"pain": 0.3, "wm": 0.2, "reward": 0.15, "face": 0.15, "motor": 0.1, "lang": 0.1}
+# words of every abstract, unrelated to where the foci are ("memory" alone is one of
+# them: "working memory" must be matched as a whole)
+GENERIC = ["task", "healthy", "participants", "fmri", "activation", "memory", "brain",
+           "network", "response", "regions", "cortex", "results"]
+VOCABULARY = ([t for _, terms in TOPICS.values() for t in terms] + GENERIC
+              + ["rare condition", "unseen disorder"])
+
+
+def make_studies(n, mask, seed, sd=10.0):
+    """Studies with 1 or 2 topics: foci around the topics' regions plus a few anywhere.
+
+    Texts are abstract-like: two synonyms of each topic among three to seven generic
+    words (the situation where averaging keyword maps is diluted by common words).
+    """
+    rng = np.random.default_rng(seed)
+    names = list(FREQUENCY)
+    probs = np.array(list(FREQUENCY.values()))
+    inmask = vox_to_mm(np.column_stack(np.unravel_index(mask.flat_indices, mask.shape)),
+                       mask.affine)
+    texts, foci, topics = [], [], []
+    for _ in range(n):
+        chosen = rng.choice(len(names), p=probs, size=1 + (rng.random() < 0.3), replace=False)
+        xyz = [inmask[rng.integers(len(inmask), size=rng.integers(0, 3))]]
+        words = []
+        for t in chosen:
+            centre, synonyms = TOPICS[names[t]]
+            xyz.append(np.asarray(centre) + rng.normal(0, sd, (rng.integers(8, 14), 3)))
+            words += list(rng.choice(synonyms, size=2, replace=False))
+        words += list(rng.choice(GENERIC, size=rng.integers(3, 8), replace=False))
+        rng.shuffle(words)
+        texts.append("The effect of " + ", ".join(words) + " in the human brain.")
+        foci.append(np.vstack(xyz))
+        topics.append(names[chosen[0]])
+    return texts, foci, topics
+
+
+def mkda_maps(foci, mask, radius=10.0):
+    """Binary MKDA MA maps (spheres of ``radius`` mm around the foci) as CSR."""
+    offsets = sphere_offsets(radius, mask.voxel_size)
+    lookup = np.full(mask.data.size, -1)
+    lookup[mask.flat_indices] = np.arange(mask.n_voxels)
+    inv = np.linalg.inv(mask.affine)
+    rows, cols = [], []
+    for i, xyz in enumerate(foci):
+        ijk = np.round(xyz @ inv[:3, :3].T + inv[:3, 3]).astype(int)
+        cand = (ijk[:, None] + offsets[None]).reshape(-1, 3)
+        ok = np.all((cand >= 0) & (cand < mask.shape), axis=1)
+        col = lookup[np.ravel_multi_index(cand[ok].T, mask.shape)]
+        col = np.unique(col[col >= 0])
+        rows.append(np.full(col.size, i))
+        cols.append(col)
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    return sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(len(foci), mask.n_voxels))
+
+
+@pytest.fixture(scope="module")
+def mask():
+    return load_mask(MASK)
+
+
+@pytest.fixture(scope="module")
+def studies(mask):
+    texts, foci, topics = make_studies(500, mask, seed=0)
+    texts[0] += " A rare condition."
+    texts[1] += " A rare condition."
+    return texts, foci, topics
+
+
+@pytest.fixture(scope="module")
+def model(studies, mask):
+    texts, foci, _ = studies
+    return fit_query_model(texts[:400], VOCABULARY, foci[:400], mask, n_components=8, min_df=3)
+
+
+def peak_mm(model, values):
+    ijk = np.unravel_index(model.coarse.flat_indices[np.argmax(values)], model.coarse.shape)
+    return vox_to_mm(np.array(ijk), model.coarse.affine)[0]
+
+
+# ------------------------------------------------------------------------ text
+
+
+def test_extract_terms_longest_match_and_stop_words():
+    vocab = ["memory", "working memory", "working", "load", "theory of mind", "mind"]
+    assert extract_terms("Working memory and memory load", vocab) == {
+        "working memory": 1, "memory": 1, "load": 1}
+    # stop words are dropped from the text and the terms alike
+    assert extract_terms("a theory of the mind", vocab) == {"theory of mind": 1}
+    assert extract_terms("THE working-memory, working memory!", vocab) == {"working memory": 2}
+    assert extract_terms("of the and", vocab) == {}
+    # a term written without stop words matches the natural phrase (Neurosynth style)
+    assert extract_terms("theory of mind", ["theory mind"]) == {"theory mind": 1}
+
+
+def test_extract_terms_rejects_bad_vocabulary():
+    with pytest.raises(CbmaError, match="listed twice"):
+        extract_terms("pain", ["pain", "Pain"])
+
+
+def test_query_errors(model):
+    with pytest.raises(CbmaError, match="empty"):
+        model.predict("   ")
+    with pytest.raises(CbmaError, match="only stop words"):
+        model.predict("the of and")
+    with pytest.raises(CbmaError, match="no word is in the vocabulary.*'nociception'"):
+        model.predict("nocicepton")
+    with pytest.raises(CbmaError, match="must be a string"):
+        model.predict(None)
+
+
+def test_rare_terms_warn_but_give_a_map(model):
+    with pytest.warns(UserWarning, match="rare.*'rare condition' \\(2"):
+        result = model.predict("rare condition")
+    assert np.all(np.isfinite(result.map))
+    with pytest.warns(UserWarning, match="'unseen disorder' \\(0"):
+        result = model.predict("unseen disorder")
+    np.testing.assert_allclose(result.map, model.intercept)  # never seen: the average map
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.predict("rare condition and pain")  # one common term: no warning
+
+
+# ------------------------------------------------------------------------ model
+
+
+def test_map_peaks_at_the_planted_region(model):
+    for phrase, topic in [("nociception", "pain"), ("working memory", "wm"),
+                          ("monetary incentive", "reward"), ("fusiform face", "face"),
+                          ("finger tapping", "motor"), ("verbal", "lang")]:
+        peak = peak_mm(model, model.predict(phrase).map)
+        distances = {t: np.linalg.norm(peak - centre) for t, (centre, _) in TOPICS.items()}
+        # foci scatter 10 mm (s.d.) around the region; the regions are >= 40 mm apart
+        assert distances[topic] <= 15 and min(distances, key=distances.get) == topic, (
+            phrase, distances[topic])
+
+
+def test_semantic_smoothing_links_synonyms(model):
+    single = model.predict("nociception")
+    assert single.terms == {"nociception": 1}
+    assert single.weights["pain"] > 0.02 and single.weights["noxious"] > 0.02
+    assert single.weights.get("reward", 0) < single.weights["pain"] / 5
+    # two phrases without a common word, whose terms co-occur in the training texts
+    pairs = [("nociception", "noxious pain"), ("fusiform", "face facial"),
+             ("maintenance", "working memory retention")]
+    synonyms = [dice_top_k(model.predict(a).map, model.predict(b).map, [20])[0]
+                for a, b in pairs]
+    unrelated = [dice_top_k(model.predict(a).map, model.predict(b).map, [20])[0]
+                 for a, b in [("nociception", "fusiform"), ("nociception", "maintenance")]]
+    assert min(synonyms) > 0.5, synonyms
+    assert np.mean(synonyms) > np.mean(unrelated) + 0.05, (synonyms, unrelated)
+
+
+def test_study_maps_as_targets_and_svd(studies, mask):
+    texts, foci, _ = studies
+    ma = mkda_maps(foci[:200], mask)
+    model = fit_query_model(texts[:200], VOCABULARY, ma, mask, n_components=8, min_df=3,
+                            decomposition="svd", voxel_mm=6)
+    assert model.coarse.voxel_size[0] == 6
+    result = model.predict("noxious")
+    assert np.linalg.norm(peak_mm(model, result.map) - TOPICS["pain"][0]) <= 12
+    assert result.weights["pain"] > 0
+
+
+def test_save_load_is_deterministic(model, studies, mask, tmp_path):
+    model.save(tmp_path / "a.npz")
+    loaded = QueryModel.load(tmp_path / "a.npz")
+    loaded.save(tmp_path / "b.npz")
+    assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
+    np.testing.assert_array_equal(loaded.predict("pain").map, model.predict("pain").map)
+    texts, foci, _ = studies
+    again = fit_query_model(texts[:400], VOCABULARY, foci[:400], mask, n_components=8,
+                            min_df=3)
+    again.save(tmp_path / "c.npz")
+    assert (tmp_path / "c.npz").read_bytes() == (tmp_path / "a.npz").read_bytes()
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(CbmaError):
+        QueryModel.load(tmp_path / "bad.npz")
+
+
+# ------------------------------------------------------------------------ grids
+
+
+def test_grids_and_resampling(mask):
+    coarse = coarse_mask(mask, 4)
+    assert 27_000 < coarse.n_voxels < 30_000
+    np.testing.assert_allclose(coarse.voxel_size, 4)
+    # a smooth (linear) map survives the round trip fine -> coarse -> fine
+    xyz = vox_to_mm(np.column_stack(np.unravel_index(mask.flat_indices, mask.shape)),
+                    mask.affine)
+    linear = xyz @ [0.5, -1.0, 2.0] + 3
+    down = downsample_maps(linear[None], mask, coarse)[0]
+    up = resample_masked(down, coarse, mask)
+    assert np.corrcoef(up, linear)[0, 1] > 0.999
+    assert np.median(np.abs(up - linear)) < 1.5
+    assert up.shape == (mask.n_voxels,)
+    with pytest.raises(CbmaError, match="at least"):
+        coarse_mask(mask, 1)
+
+
+def test_foci_targets_gaussian(mask):
+    coarse = coarse_mask(mask, 4)
+    centre = vox_to_mm(np.array([[22, 27, 20]]), coarse.affine)[0]
+    targets = foci_targets([np.array([centre]), np.zeros((0, 3)),
+                            np.array([centre, centre])], coarse, fwhm=9)
+    assert targets.shape == (3, coarse.n_voxels)
+    assert targets[1].nnz == 0
+    row = targets[0].toarray().ravel()
+    assert row.max() == pytest.approx(1.0)
+    np.testing.assert_allclose(targets[2].toarray().ravel(), 2 * row, rtol=1e-6)
+    sigma = 9 / np.sqrt(8 * np.log(2))
+    neighbour = np.flatnonzero(coarse.flat_indices == np.ravel_multi_index((23, 27, 20),
+                                                                            coarse.shape))
+    assert row[neighbour][0] == pytest.approx(np.exp(-16 / (2 * sigma**2)), rel=1e-5)
+
+
+# ------------------------------------------------------------------------ metric
+
+
+def test_dice_top_k_basics():
+    x = np.arange(100.0)
+    np.testing.assert_allclose(dice_top_k(x, x, [5, 10, 50]), 1)
+    np.testing.assert_allclose(dice_top_k(x, -x, [10, 50]), 0)
+    # ties: the first voxels in order win (stable sort)
+    flat = np.zeros(100)
+    np.testing.assert_allclose(dice_top_k(flat, -np.arange(100.0), [10]), 1)
+    # a second key for the truth's ties
+    truth = np.zeros(100)
+    truth[50] = 1
+    assert dice_top_k(x, truth, [10])[0] == 0  # truth's top 10: voxel 50, then 0-8
+    assert dice_top_k(-np.abs(x - 50), truth, [10], truth_ties=-np.abs(x - 50))[0] == 1
+    curve = np.full(26, 0.4)
+    assert dice_auc(curve, range(5, 31)) == pytest.approx(0.4)
+    assert dice_auc(np.arange(5, 31) / 100, range(5, 31)) == pytest.approx(0.175)
+    with pytest.raises(CbmaError):
+        dice_top_k(x, x[:50])
+    assert pearson_r(x, 2 * x + 1) == pytest.approx(1)
+    assert np.isnan(pearson_r(x, np.ones(100)))
+
+
+def test_random_map_dice_is_k(mask):
+    rng = np.random.default_rng(1)
+    truth = np.zeros(20_000)
+    truth[rng.choice(20_000, 3_000, replace=False)] = rng.random(3_000)
+    truth += 0.01 * rng.random(20_000)
+    ks = np.array([5, 10, 20, 30])
+    curves = np.array([dice_top_k(rng.standard_normal(20_000), truth, ks) for _ in range(40)])
+    np.testing.assert_allclose(curves.mean(axis=0), ks / 100, atol=0.01)
+
+
+def test_distance_ties(mask):
+    small = BrainMask(np.ones((5, 5, 5), bool), np.diag([2.0, 2, 2, 1]))
+    truth = np.zeros(125)
+    truth[62] = 1  # the centre
+    ties = distance_ties(truth, small)
+    assert ties[62] == 0 and ties[63] == -2 and ties.min() == pytest.approx(-np.sqrt(48))
+    assert np.all(np.isneginf(distance_ties(np.zeros(125), small)))
+
+
+def test_held_out_model_beats_keyword_and_random(studies, mask, tmp_path):
+    texts, foci, _ = studies
+    ma = mkda_maps(foci, mask)
+    # trained on the same MA maps as the keyword baseline, so that the comparison is
+    # about reading the text rather than about the spatial kernel
+    model = fit_query_model(texts[:400], VOCABULARY, ma[:400], mask, n_components=8,
+                            min_df=3)
+    result = evaluate_held_out(model, texts[:400], ma[:400], texts[400:], ma[400:],
+                               on="coarse", seed=0)
+    s = result.summary
+    diff, se = s.loc["model - keyword", "dice_auc_mean"], s.loc["model - keyword", "dice_auc_se"]
+    assert diff > 3 * se and diff > 0.01, s
+    for method in ("model", "keyword"):
+        assert s.loc[method, "dice_auc_mean"] > s.loc["random", "dice_auc_mean"] + 0.1
+    assert s.loc["random", "dice_auc_mean"] == pytest.approx(0.175, abs=0.005)
+    for k in (5, 10, 20, 30):
+        assert s.loc["random", f"dice_{k}_mean"] == pytest.approx(k / 100, abs=0.01)
+    assert len(result.table) == 100 and (result.table["n_terms"] > 0).all()
+    assert list(result.curves.index) == list(range(5, 31))
+    result.figure.savefig(tmp_path / "dice.png")
+    assert (tmp_path / "dice.png").stat().st_size > 1000
+    again = evaluate_held_out(model, texts[:400], ma[:400], texts[400:], ma[400:],
+                              on="coarse", seed=0)
+    assert again.table.equals(result.table)
+    # on the brain mask, a few studies: same ordering of the methods
+    fine = evaluate_held_out(model, texts[:400], ma[:400], texts[400:420], ma[400:420])
+    assert fine.summary.loc["model", "dice_auc_mean"] > fine.summary.loc["random",
+                                                                         "dice_auc_mean"]
+
+
+def test_keyword_baseline():
+    maps = np.array([[1.0, 0, 0], [0, 1.0, 0], [1.0, 1.0, 0]])
+    baseline = fit_keyword_baseline(["pain", "reward", "pain reward"], maps,
+                                    ["pain", "reward", "faces"])
+    np.testing.assert_allclose(baseline.term_maps, [[1, 0.5, 0], [0.5, 1, 0], [0, 0, 0]])
+    predicted = baseline.predict_maps(["pain and faces", "nothing known", "reward pain"])
+    np.testing.assert_allclose(predicted, [[1, 0.5, 0], [2 / 3, 2 / 3, 0], [0.75, 0.75, 0]])
