@@ -21,31 +21,41 @@ Work items (the same data, mask, kernels and iteration counts on both sides):
     The same ALE + FWE on a synthetic dataset of 200 experiments and 4,000
     foci (20 per experiment, 20 subjects each), drawn uniformly in the mask
     with a fixed seed.
+``mkda_knowledge``
+    MKDADensity (binary spheres of r = 10 mm, NiMARE's ``MKDAKernel``
+    default; approximate Poisson-binomial null) and Monte Carlo FWE
+    (voxel and cluster level, cluster-forming p < 0.001) on the knowledge
+    dataset.
+``mkda_chi2``
+    MKDAChi2 of knowledge against related (r = 10 mm) and Benjamini-Hochberg
+    FDR ("indep") of its maps; no Monte Carlo.
 
-Each side of each item runs in a fresh process, with 2 workers (NiMARE
-``n_cores=2``; cbma two threads through the compiled, GIL-free loops, as
-``snakemake --cores 2`` runs two chunk jobs). Wall time excludes imports and
-file reading; peak RSS is the process's (and, for NiMARE, its worker
-processes') high-water mark. MKDADensity is not benchmarked: cbma has no
-MKDA estimator yet.
+Each side of each item runs in a fresh process, with 2 workers where there
+is a Monte Carlo null (NiMARE ``n_cores=2``; cbma two threads through the
+compiled, GIL-free loops over two halves of the iterations, as ``snakemake
+--cores 2`` runs two chunk jobs). Wall time excludes imports and file
+reading (it includes the MA maps, the fit and the correction); peak RSS is
+the process's (and, for NiMARE, its worker processes') high-water mark. Both
+sides also report result numbers (95th percentiles of the Monte Carlo null,
+significant voxels) so that a speed-up never hides a different answer.
 """
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import textwrap
-import venv
 from pathlib import Path
+
+from _nimare import nimare_python, run_json
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "resources" / "data"
 MASK = REPO / "resources" / "templates" / "MNI152_2x2x2_brainmask.nii.gz"
 SLEUTH = {"knowledge": DATA / "semantic_knowledge_children.txt",
           "related": DATA / "semantic_relatedness_children.txt"}
-ITEMS = ["ale_knowledge", "ale_related", "subtraction", "ale_synthetic"]
-NIMARE_VERSION = "0.22.1"
+ITEMS = ["ale_knowledge", "ale_related", "subtraction", "ale_synthetic", "mkda_knowledge",
+         "mkda_chi2"]
+MKDA_RADIUS = 10.0  # mm: NiMARE's MKDAKernel default
 
 # ---------------------------------------------------------------- workers ----
 # Each worker is a small program run in its own process; it prints one JSON line.
@@ -74,10 +84,10 @@ def synthetic_table(mask_path, n_exp=200, per=20, n=20, seed=0):
 
 CBMA_WORKER = COMMON + """
 from concurrent.futures import ThreadPoolExecutor
-from cbma import compare, correct, estimators, io, kernels, null, space
+from cbma import compare, correct, estimators, io, kernels, mkda, null, space
 
 item, n_iters, mask_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-sleuth = json.loads(sys.argv[4])
+sleuth, radius = json.loads(sys.argv[4]), float(sys.argv[5])
 mask = space.load_mask(mask_path)
 
 def table_of(name):
@@ -91,10 +101,53 @@ def ma_of(table):
     row = pd.Categorical(table["id"], categories=exps["id"]).codes
     return exps, fwhms, kernels.ale_ma_maps(kernels.foci_voxels(table, mask), row, fwhms, mask)
 
+def mkda_ma_of(table):
+    exps = io.experiments_table(table)
+    row = pd.Categorical(table["id"], categories=exps["id"]).codes
+    return exps, mkda.mkda_ma_maps(kernels.foci_voxels(table, mask), row, len(exps), mask,
+                                   r=radius)
+
 def halves(n):
     return [range(0, n // 2), range(n // 2, n)]
 
-if item == "subtraction":
+def fwe_result(stat, threshold, parts):
+    nulls = pd.DataFrame(np.vstack(parts), columns=null.NULL_COLUMNS[1:])
+    p, clusters = correct.fwe_montecarlo(stat, mask, threshold, nulls["max_stat"],
+                                         nulls["max_cluster_size"], nulls["max_cluster_mass"])
+    return {"max_stat_95": float(np.percentile(nulls["max_stat"], 95)),
+            "max_size_95": float(np.percentile(nulls["max_cluster_size"], 95)),
+            "max_mass_95": float(np.percentile(nulls["max_cluster_mass"], 95)),
+            "n_sig_voxel": int((p["level-voxel"] < 0.05).sum()),
+            "n_sig_cluster_size": int((p["desc-size_level-cluster"] < 0.05).sum())}
+
+if item == "mkda_chi2":
+    tables = [table_of("knowledge"), table_of("related")]
+    mkda.chi2_fdr_maps(mkda.mkda_chi2(mkda_ma_of(tables[0])[1], mkda_ma_of(tables[1])[1]))
+    start = time.perf_counter()
+    maps = mkda.mkda_chi2(mkda_ma_of(tables[0])[1], mkda_ma_of(tables[1])[1])
+    maps.update(mkda.chi2_fdr_maps(maps))
+    wall = time.perf_counter() - start
+    fdr = "p_desc-{}_level-voxel_corr-FDR_method-indep"
+    result = {"n_fdr_association": int((maps[fdr.format("association")] < 0.05).sum()),
+              "n_fdr_uniformity": int((maps[fdr.format("uniformity")] < 0.05).sum()),
+              "max_chi2_association": float(maps["chi2_desc-association"].max())}
+elif item == "mkda_knowledge":
+    table = table_of("knowledge")
+    exps, _ = mkda_ma_of(table)
+    model = null.SphereFociModel(exps["n_foci"].to_numpy(),
+                                 mkda.sphere_offsets(radius, mask.voxel_size), mask)
+    null.run_iterations(model, 0, "w", range(2), 4.0)  # warm the compiled code
+    start = time.perf_counter()
+    _, ma = mkda_ma_of(table)
+    maps, hist = mkda.mkda_density(ma)
+    thr = estimators.null_threshold(0.001, *hist)
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(lambda its: null.run_iterations(model, 0, item, its, thr),
+                              halves(n_iters)))
+    result = fwe_result(maps["stat"], thr, parts)
+    wall = time.perf_counter() - start
+    result["cluster_forming_stat"] = float(thr)
+elif item == "subtraction":
     tables = [table_of("knowledge"), table_of("related")]
     # warm the compiled code (numba caches it on disk after the first run)
     warm = compare.pool_groups(ma_of(tables[0])[2], ma_of(tables[1])[2])
@@ -120,13 +173,8 @@ else:
     with ThreadPoolExecutor(2) as pool:
         parts = list(pool.map(lambda its: null.run_iterations(model, 0, item, its, thr),
                               halves(n_iters)))
-    nulls = pd.DataFrame(np.vstack(parts), columns=null.NULL_COLUMNS[1:])
-    p, clusters = correct.fwe_montecarlo(maps["stat"], mask, thr, nulls["max_stat"],
-                                         nulls["max_cluster_size"], nulls["max_cluster_mass"])
+    result = fwe_result(maps["stat"], thr, parts)
     wall = time.perf_counter() - start
-    result = {"max_stat_95": float(np.percentile(nulls["max_stat"], 95)),
-              "max_size_95": float(np.percentile(nulls["max_cluster_size"], 95)),
-              "n_sig_cluster_size": int((p["desc-size_level-cluster"] < 0.05).sum())}
 print(json.dumps({"wall_s": wall, "peak_rss_mb": peak_mb(), **result}))
 """
 
@@ -138,10 +186,13 @@ import nibabel as nib
 from nimare.correct import FWECorrector
 from nimare.dataset import Dataset
 from nimare.io import convert_sleuth_to_dataset
+from nimare.correct import FDRCorrector
 from nimare.meta.cbma.ale import ALE, ALESubtraction
+from nimare.meta.cbma.mkda import MKDAChi2, MKDADensity
+from nimare.meta.kernel import MKDAKernel
 
 item, n_iters, mask_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-sleuth = json.loads(sys.argv[4])
+sleuth, radius = json.loads(sys.argv[4]), float(sys.argv[5])
 mask = nib.load(mask_path)
 
 def dataset_of(name):
@@ -161,7 +212,40 @@ def with_mask(ds):
     ds.masker = NiftiMasker(mask).fit()
     return ds
 
-if item == "subtraction":
+def fwe_result(cres):
+    nd = cres.estimator.null_distributions_
+    key = "values_{}_corr-fwe_method-montecarlo"
+    name = "logp_{}_corr-FWE_method-montecarlo"
+    p_vox = 10 ** -cres.get_map(name.format("level-voxel"), return_type="array")
+    p_size = 10 ** -cres.get_map(name.format("desc-size_level-cluster"), return_type="array")
+    return {"max_stat_95": float(np.percentile(nd[key.format("level-voxel")], 95)),
+            "max_size_95": float(np.percentile(nd[key.format("desc-size_level-cluster")], 95)),
+            "max_mass_95": float(np.percentile(nd[key.format("desc-mass_level-cluster")], 95)),
+            "n_sig_voxel": int((p_vox < 0.05).sum()),
+            "n_sig_cluster_size": int((p_size < 0.05).sum())}
+
+if item == "mkda_chi2":
+    d1, d2 = with_mask(dataset_of("knowledge")), with_mask(dataset_of("related"))
+    start = time.perf_counter()
+    res = MKDAChi2(kernel_transformer=MKDAKernel(r=radius)).fit(d1, d2)
+    cres = FDRCorrector(method="indep", alpha=0.05).transform(res)
+    wall = time.perf_counter() - start
+    fdr = "p_desc-{}_level-voxel_corr-FDR_method-indep"
+    result = {"n_fdr_association": int((cres.get_map(fdr.format("association"),
+                                                     return_type="array") < 0.05).sum()),
+              "n_fdr_uniformity": int((cres.get_map(fdr.format("uniformity"),
+                                                    return_type="array") < 0.05).sum()),
+              "max_chi2_association": float(cres.get_map("chi2_desc-association",
+                                                          return_type="array").max())}
+elif item == "mkda_knowledge":
+    ds = with_mask(dataset_of("knowledge"))
+    start = time.perf_counter()
+    res = MKDADensity(kernel_transformer=MKDAKernel(r=radius), null_method="approximate").fit(ds)
+    corr = FWECorrector(method="montecarlo", voxel_thresh=0.001, n_iters=n_iters, n_cores=2)
+    cres = corr.transform(res)
+    wall = time.perf_counter() - start
+    result = fwe_result(cres)
+elif item == "subtraction":
     d1, d2 = with_mask(dataset_of("knowledge")), with_mask(dataset_of("related"))
     start = time.perf_counter()
     res = ALESubtraction(n_iters=n_iters, n_cores=2).fit(d1, d2)
@@ -175,39 +259,15 @@ else:
     corr = FWECorrector(method="montecarlo", voxel_thresh=0.001, n_iters=n_iters, n_cores=2)
     cres = corr.transform(res)
     wall = time.perf_counter() - start
-    nd = cres.estimator.null_distributions_
-    logp = cres.get_map("logp_desc-size_level-cluster_corr-FWE_method-montecarlo",
-                        return_type="array")
-    key = "values_{}_corr-fwe_method-montecarlo"
-    result = {"max_stat_95": float(np.percentile(nd[key.format("level-voxel")], 95)),
-              "max_size_95": float(np.percentile(nd[key.format("desc-size_level-cluster")], 95)),
-              "n_sig_cluster_size": int((10 ** -logp < 0.05).sum())}
+    result = fwe_result(cres)
 print(json.dumps({"wall_s": wall, "peak_rss_mb": peak_mb(), **result}))
 """
 
 
-def nimare_python(given):
-    """A Python with NiMARE 0.22.1: the one given, or a venv made once in the cache."""
-    if given:
-        return given
-    env = Path.home() / ".cache" / "cbma-benchmarks" / f"nimare-{NIMARE_VERSION}"
-    python = env / "bin" / "python"
-    if not python.exists():
-        print(f"creating {env} with nimare=={NIMARE_VERSION} (once)", file=sys.stderr)
-        venv.create(env, with_pip=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                        f"nimare=={NIMARE_VERSION}"], check=True)
-    return str(python)
-
-
 def run_worker(python, program, item, n_iters):
-    res = subprocess.run([python, "-c", program, item, str(n_iters), str(MASK),
-                          json.dumps({k: str(v) for k, v in SLEUTH.items()})],
-                         capture_output=True, text=True, cwd=REPO,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if res.returncode != 0:
-        raise SystemExit(f"{item} failed under {python}:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return run_json([python, "-c", program, item, str(n_iters), str(MASK),
+                     json.dumps({k: str(v) for k, v in SLEUTH.items()}), str(MKDA_RADIUS)],
+                    item, cwd=REPO)
 
 
 def _results(row):
