@@ -201,6 +201,34 @@ def test_study_maps_as_targets_and_svd(studies, mask):
     assert result.weights["pain"] > 0
 
 
+def test_closed_form_ridge_matches_sklearn():
+    from sklearn.linear_model import Ridge
+
+    box = BrainMask(np.ones((16, 16, 16), bool), np.diag([2.0, 2, 2, 1]))
+    rng = np.random.default_rng(5)
+    vocab = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta theta"]
+    texts = [" ".join(rng.choice(vocab, rng.integers(1, 5))) for _ in range(60)]
+    foci = [rng.uniform(0, 30, (rng.integers(1, 4), 3)) for _ in range(60)]
+    alphas = [0.01, 0.3, 3.0, 30.0]
+    model = fit_query_model(texts, vocab, foci, box, n_components=3, smoothing=0.3,
+                            alphas=alphas, min_df=1, block_size=7)
+    xs = model.smooth(model.vectorize(texts))
+    y = foci_targets(foci, model.coarse).toarray()
+    n, v = y.shape
+    gcv = []
+    for alpha in alphas:
+        ridge = Ridge(alpha=alpha).fit(xs, y)
+        rss = ((y - ridge.predict(xs)) ** 2).sum()
+        xc = xs - xs.mean(axis=0)
+        dof = 1 + np.trace(xc @ np.linalg.solve(xc.T @ xc + alpha * np.eye(len(vocab)), xc.T))
+        gcv.append(rss / (n * v) / (1 - dof / n) ** 2)
+        if alpha == model.alpha:
+            np.testing.assert_allclose(model.coef, ridge.coef_.T, atol=1e-5)
+            np.testing.assert_allclose(model.intercept, ridge.intercept_, atol=1e-5)
+    np.testing.assert_allclose(model.gcv, gcv, rtol=1e-5)
+    assert model.alpha == alphas[int(np.argmin(gcv))]
+
+
 def test_save_load_is_deterministic(model, studies, mask, tmp_path):
     model.save(tmp_path / "a.npz")
     loaded = QueryModel.load(tmp_path / "a.npz")
