@@ -85,8 +85,9 @@ def test_default_run_summary_and_sidecars(default_run):
     summary = json.loads((default_run / "analyses" / "knowledge" / "fwe_summary.json").read_text())
     assert summary["n_iters"] == 5000 and summary["cluster_forming_threshold"] == 0.01146
     assert summary["clusters"]["sizes"][:4] == [407, 398, 155, 95]
-    maps = sorted((default_run / "analyses").glob("*/*.nii.gz"))
-    assert len(maps) == 2 * 14  # 13 maps and a cluster label map per analysis
+    maps = sorted(p for a in ("knowledge", "related")
+                  for p in (default_run / "analyses" / a).glob("*.nii.gz"))
+    assert len(maps) == 2 * 14  # 13 maps and a cluster label map per ALE analysis
     for path in maps:
         side = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
         assert side["output"] == path.name and side["versions"]["cbma"]
@@ -121,8 +122,8 @@ def test_run_provenance_traces_every_output_to_its_job(default_run):
     # the input data (foci, mask, atlas) are the only files no job made
     assert sorted(Path(p).name for p, r in rule_of.items() if r is None) == [
         "HarvardOxford-cort-labels.tsv", "HarvardOxford-cort-maxprob-thr25-2mm.nii.gz",
-        "MNI152_2x2x2_brainmask.nii.gz", "semantic_knowledge_children.txt",
-        "semantic_relatedness_children.txt"]
+        "MNI152_2x2x2_brainmask.nii.gz", "database.txt.gz", "features.txt.gz",
+        "semantic_knowledge_children.txt", "semantic_relatedness_children.txt"]
     # 5,000 iterations in chunks of 1,000: five seeded Monte Carlo jobs per analysis
     chunks = [j for j in jobs if j["rule"] == "fwe_null"]
     assert {j["seed"] for j in chunks} == {record["seed"]}
@@ -192,7 +193,7 @@ def test_rerun_triggers(small_runs, tmp_path):
     cfg = small_config(n_iters=300)
     cfg["analyses"]["knowledge_again"] = dict(cfg["analyses"]["knowledge"])
     write_config(workdir, cfg)
-    assert planned_jobs(workdir) == {"estimate": 1, "fwe_null": 3, **one_gather}
+    assert planned_jobs(workdir) == {"select": 1, "estimate": 1, "fwe_null": 3, **one_gather}
     # more permutations of the contrast: the short last chunk and the new one
     cfg = small_config(n_iters=300)
     cfg["contrasts"]["k_minus_r"]["n_iters"] = 250

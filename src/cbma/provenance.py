@@ -26,7 +26,8 @@ def sha256(path, chunk=1 << 20):
     path = Path(path)
     if path.is_dir():
         lines = "".join(f"{p.relative_to(path)}\t{sha256(p)}\n"
-                        for p in sorted(path.rglob("*")) if p.is_file())
+                        for p in sorted(path.rglob("*"))
+                        if p.is_file() and not p.name.startswith("."))
         return hashlib.sha256(lines.encode()).hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -210,7 +211,12 @@ def run_record(targets):
         index into ``jobs``, or None for a file no job of the run made (input data).
     """
     jobs, job_of, files = [], {}, {}
-    todo, seen = sorted(map(str, targets)), set()
+    # a folder output stands for its files (each with its own sidecar)
+    targets = [str(f) for t in map(Path, targets) for f in (
+        sorted(p for p in t.rglob("*") if p.is_file() and p.suffix != ".json"
+               and not p.name.startswith("."))  # Snakemake's .snakemake_timestamp
+        if t.is_dir() else [t])]
+    todo, seen = sorted(targets), set()
     pending = []  # outputs without a sidecar of their own, resolved at the end
     while todo:
         path = todo.pop()

@@ -85,7 +85,7 @@ def analysis_kernel_id(analysis):
 
 
 def _kernels():
-    """Every kernel some rule needs, by id: (estimator family, settings)."""
+    """Every kernel the jobs need, by id, as (estimator family, settings)."""
     out = {}
     for a in ANALYSES.values():
         family = "mkda" if a["estimator"] == "mkda_chi2" else a["estimator"]
@@ -280,8 +280,8 @@ def selection_file(wildcards):
 
 
 def selection_inputs(wildcards):
-    """What the select rule reads: the foci, the term weights and, for a seed
-    mask, the mask and the dataset's sphere maps."""
+    """Inputs of the select job (the foci, the term weights and, for a seed
+    mask, the mask and the dataset's sphere maps)."""
     a = ANALYSES[wildcards.analysis]
     base = f"results/datasets/{a['dataset']}"
     inputs = {"coordinates": f"{base}/coordinates.tsv", "terms": f"{base}/terms.npz"}
