@@ -136,9 +136,11 @@ def test_run_provenance_traces_every_output_to_its_job(default_run):
         counts[job["rule"]] = counts.get(job["rule"], 0) + 1
         assert set(job["outputs"]) <= set(files) and set(job["inputs"]) <= set(files)
         assert job["versions"]["cbma"] == record["cbma"]
-    assert counts == {"ingest": 2, "ma_maps": 2, "estimate": 2, "fwe_null": 10,
-                      "fwe_correct": 2, "diagnose": 2, "figures": 2, "subtraction_null": 5,
-                      "subtraction": 1, "conjunction": 1, "compare_figure": 2, "report": 1}
+    # three datasets, two ALE and two chi-square analyses, one decoding
+    assert counts == {"ingest": 3, "ma_maps": 3, "select": 4, "estimate": 2, "fwe_null": 10,
+                      "fwe_correct": 2, "diagnose": 2, "figures": 4, "subtraction_null": 5,
+                      "subtraction": 1, "conjunction": 1, "compare_figure": 2, "report": 1,
+                      "chi2": 2, "neurosynth_images": 1, "term_maps": 1, "decode": 1}
     assert record["config"]["seed"] == record["seed"]
 
 

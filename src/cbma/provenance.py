@@ -211,10 +211,10 @@ def run_record(targets):
         index into ``jobs``, or None for a file no job of the run made (input data).
     """
     jobs, job_of, files = [], {}, {}
-    # a folder output stands for its files (each with its own sidecar)
+    # a folder output is listed with its files (each with its own sidecar)
     targets = [str(f) for t in map(Path, targets) for f in (
-        sorted(p for p in t.rglob("*") if p.is_file() and p.suffix != ".json"
-               and not p.name.startswith("."))  # Snakemake's .snakemake_timestamp
+        [t, *sorted(p for p in t.rglob("*") if p.is_file() and p.suffix != ".json"
+                    and not p.name.startswith("."))]  # Snakemake's .snakemake_timestamp
         if t.is_dir() else [t])]
     todo, seen = sorted(targets), set()
     pending = []  # outputs without a sidecar of their own, resolved at the end
