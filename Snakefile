@@ -22,6 +22,7 @@ include: "workflow/rules/fwe.smk"
 include: "workflow/rules/diagnose.smk"
 include: "workflow/rules/compare.smk"
 include: "workflow/rules/decode.smk"
+include: "workflow/rules/text.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -112,6 +112,24 @@ def main(job):
         n_terms = int(ranked.groupby("image").size().max())
         sections.append(report.decode_section(name, block, ranked,
                                               base / "figures" / "top_terms.png", n_terms))
+    for name, block in config["queries"].items():
+        base = Path("results/queries") / name
+        terms = pd.read_csv(base / "terms.tsv", sep="\t", keep_default_na=False)
+        sections.append(report.query_section(name, block, terms, base / "figures" / "glass.png"))
+    for name, block in config["evaluate"].items():
+        base = Path("results/evaluation") / name
+        record = _json(base / "held_out.json")
+        sections.append(report.evaluation_section(
+            name, block, io.read_tsv(base / "summary.tsv"), base / "figures" / "dice_curves.png",
+            record["n_train"]))
+    for name in config["classify"]:
+        base = Path("results/classify") / name
+        figures = [("Weights of the whole-brain classifier", base / "figures" / "weights.png"),
+                   ("Searchlight: balanced accuracy above chance",
+                    base / "figures" / "searchlight.png")]
+        sections.append(report.classify_section(
+            name, _json(base / "classification.json"), figures,
+            io.read_tsv(base / "searchlight_tab-clust.tsv")))
     inputs_table = pd.DataFrame({"file": list(inputs), "sha256": list(inputs.values())})
     report.render({
         "title": "cbma report",

@@ -180,4 +180,23 @@ def normalise_config(config):
             raise CbmaError(f"config: decode.{name}.dataset: no dataset named "
                             f"{block['dataset']!r} (datasets: {', '.join(datasets)})")
         block["kernel"] = {"r": 6.0, **(block.get("kernel") or {})}
+    model = config.setdefault("text_model", {})
+    model["kernel"] = {"r": 6.0, **(model.get("kernel") or {})}
+    for section in ("queries", "evaluate"):
+        for name, block in (config.get(section) or {}).items():
+            if block["dataset"] not in datasets:
+                raise CbmaError(f"config: {section}.{name}.dataset: no dataset named "
+                                f"{block['dataset']!r} (datasets: {', '.join(datasets)})")
+            if section == "queries" and not block["text"].strip():
+                raise CbmaError(f"config: queries.{name}.text: the query is empty")
+    for name, block in (config.get("classify") or {}).items():
+        for a in block["analyses"]:
+            if a not in analyses:
+                raise CbmaError(f"config: classify.{name}.analyses: no analysis named {a!r} "
+                                f"(analyses: {', '.join(analyses)})")
+        first, second = (analyses[a]["dataset"] for a in block["analyses"])
+        if first != second:
+            raise CbmaError(f"config: classify.{name}.analyses: both analyses must select "
+                            f"from one dataset (got {first} and {second})")
+        block["kernel"] = {"r": 6.0, **(block.get("kernel") or {})}
     return config

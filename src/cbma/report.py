@@ -55,6 +55,12 @@ REFERENCES = {
     "benjamini1995": "Benjamini, Y., & Hochberg, Y. (1995). Controlling the false discovery "
     "rate: a practical and powerful approach to multiple testing. Journal of the Royal "
     "Statistical Society B, 57(1), 289-300.",
+    "dockes2020": "Dockes, J., Poldrack, R. A., Primet, R., Gozukan, H., Yarkoni, T., "
+    "Suchanek, F., Thirion, B., & Varoquaux, G. (2020). NeuroQuery, comprehensive "
+    "meta-analysis of human brain mapping. eLife, 9, e53385.",
+    "ngo2022": "Ngo, G. H., Nguyen, M., Chen, N. F., & Sabuncu, M. R. (2022). A "
+    "transformer-based neural language model that synthesizes brain activation maps from "
+    "free-form text queries. Medical Image Analysis, 81, 102540.",
     "nimare": "Salo, T., Yarkoni, T., Nichols, T. E., Poline, J.-B., Bilgel, M., Bottenhorn, "
     "K. L., et al. (2023). NiMARE: Neuroimaging Meta-Analysis Research Environment. "
     "Aperture Neuro, 3, 1-32.",
@@ -488,5 +494,117 @@ def decode_section(name, block, ranked, figure, n_terms):
         "figures": [{"title": f"{name}: top {block['n_top']} terms per image", "path": figure}],
         "tables": [{"title": "Top terms", "html": table_html(top, "{:.4f}"),
                     "collapsed": len(top) > 30}],
+        "methods": methods,
+    }
+
+
+def query_section(name, block, terms, figure):
+    """The map of a free-text query and the terms it was read as.
+
+    Parameters
+    ----------
+    name : str
+    block : dict
+        The query's config block (``dataset``, ``text``).
+    terms : pandas.DataFrame
+        ``terms.tsv`` of the query (term, weight, in_text).
+    figure : str or Path
+    """
+    matched = terms.loc[terms["in_text"] > 0, "term"].tolist()
+    related = terms.loc[terms["in_text"] == 0, "term"].head(10).tolist()
+    methods = (f"The query '{name}' ({block['text']!r}) was mapped by cbma's free-text model of "
+               f"dataset {block['dataset']}: the text's vocabulary terms were weighted by tf-idf, "
+               "smoothed through a low-rank (NMF) factorisation of the terms' co-occurrence "
+               "across the studies' texts, so that related terms contribute, and multiplied "
+               "by ridge-regression coefficients fitted from the studies' texts to their "
+               "sphere maps (after NeuroQuery, Dockes et al., 2020).")
+    return {
+        "kind": "Query", "name": name, "anchor": f"query-{name}",
+        "facts": [("text", block["text"]), ("read as", ", ".join(matched) or "none"),
+                  ("related terms it draws on", ", ".join(related) or "none")],
+        "figures": [{"title": f"{name}: predicted map", "path": figure}],
+        "tables": [{"title": "Terms and their weights", "html": table_html(terms.head(30)),
+                    "collapsed": True}],
+        "methods": methods,
+    }
+
+
+def evaluation_section(name, block, summary, figure, n_train):
+    """Held-out evaluation of the text model against the keyword baseline.
+
+    Parameters
+    ----------
+    name : str
+    block : dict
+        The evaluate block of the config.
+    summary : pandas.DataFrame
+        ``summary.tsv`` (one row per method, mean and SE of each metric).
+    figure : str or Path
+    n_train : int
+        Training studies.
+    """
+    rows = summary.set_index("method")
+    cols = [c for c in summary.columns if c.endswith(("_mean", "_se")) and c != "n"]
+    shown = rows[cols].reset_index()
+    n_test = int(rows["n"].iloc[0])
+    diff = rows.loc["model - keyword"]
+    methods = (f"The evaluation '{name}' held out {n_test} studies of dataset "
+               f"{block['dataset']} (a seeded {100 * block['test_fraction']:g} %), fitted the "
+               f"free-text model and a keyword baseline (the mean map of the {n_train} "
+               "training studies with each of the text's terms, averaged, as in Neurosynth) "
+               "on the rest, predicted each held-out study's map from its text and compared "
+               "it with the study's own sphere map: Dice of the top k % voxels of both maps "
+               "for k = 5 to 30 and the area under that curve, normalised to [0, 1] (Ngo et "
+               "al., 2022); a random map's expected Dice at k % is k/100.")
+    return {
+        "kind": "Evaluation", "name": name, "anchor": f"evaluation-{name}",
+        "facts": [("held-out studies", _fmt_int(n_test)),
+                  ("Dice AUC, model", f"{rows.loc['model', 'dice_auc_mean']:.3f} +/- "
+                   f"{rows.loc['model', 'dice_auc_se']:.3f}"),
+                  ("Dice AUC, keyword baseline", f"{rows.loc['keyword', 'dice_auc_mean']:.3f} "
+                   f"+/- {rows.loc['keyword', 'dice_auc_se']:.3f}"),
+                  ("Dice AUC, random map", f"{rows.loc['random', 'dice_auc_mean']:.3f}"),
+                  ("model - keyword (paired)", f"{diff['dice_auc_mean']:+.3f} +/- "
+                   f"{diff['dice_auc_se']:.3f}")],
+        "figures": [{"title": f"{name}: mean Dice of the top k % voxels", "path": figure}],
+        "tables": [{"title": "Scores (mean and standard error over held-out studies)",
+                    "html": table_html(shown, "{:.4f}")}],
+        "methods": methods,
+    }
+
+
+def classify_section(name, summary, figures, table):
+    """Cross-validated classification and searchlight of two selections.
+
+    Parameters
+    ----------
+    name : str
+    summary : dict
+        ``classification.json``.
+    figures : list of (title, path)
+    table : pandas.DataFrame
+        Clusters of the searchlight map.
+    """
+    first, second = summary["analyses"]
+    n1, n2 = summary["n_studies"]
+    methods = (f"The classification '{name}' asked which of {first} ({n1} studies) and "
+               f"{second} ({n2}) a study belongs to from its sphere map: an L2-penalised "
+               "logistic regression on all voxels with balanced class weights, scored by "
+               f"balanced accuracy in {summary['n_splits']}-fold stratified cross-validation "
+               "(scikit-learn); and a searchlight, where a diagonal linear discriminant "
+               f"classifier is cross-validated in a sphere of {summary['searchlight_radius_mm']:g}"
+               " mm around each voxel (as nilearn's SearchLight does for fMRI).")
+    return {
+        "kind": "Classification", "name": name, "anchor": f"classification-{name}",
+        "facts": [("classes", f"{first} ({n1}) vs {second} ({n2})"),
+                  (f"cross-validated {summary['scoring'].replace('_', ' ')}",
+                   f"{summary['mean']:.3f} +/- {summary['sd']:.3f} (SD over "
+                   f"{summary['n_splits']} folds; chance {summary['chance']:.2f})"),
+                  ("searchlight maximum", f"{summary['searchlight_max']:.3f}")],
+        "figures": [{"title": t, "path": p} for t, p in figures],
+        "tables": [{"title": "Searchlight clusters (accuracy > 0.6)",
+                    "html": table_html(table) if not table.empty else "",
+                    "note": None if not table.empty else "No cluster.",
+                    "collapsed": len(table) > 20}],
         "methods": methods,
     }

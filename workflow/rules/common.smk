@@ -64,6 +64,10 @@ DATASET_FILES = {
     for name, d in DATASETS.items()
 }
 DECODE = config["decode"]
+QUERIES = config["queries"]
+EVALUATE = config["evaluate"]
+CLASSIFY = config["classify"]
+TEXT_MODEL = config["text_model"]
 
 
 def kernel_id(estimator, kernel):
@@ -94,8 +98,11 @@ def _kernels():
         if "mask" in seed:  # a seed mask selects by the studies' spheres
             kern = {"r": seed["r"], "value": 1.0}
             out[kernel_id("mkda", kern)] = ("mkda", kern)
-    for d in DECODE.values():
-        kern = {"r": d["kernel"]["r"], "value": 1.0}
+    spheres = [d["kernel"]["r"] for d in [*DECODE.values(), *CLASSIFY.values()]]
+    if QUERIES or EVALUATE:
+        spheres.append(TEXT_MODEL["kernel"]["r"])
+    for r in spheres:
+        kern = {"r": r, "value": 1.0}
         out[kernel_id("mkda", kern)] = ("mkda", kern)
     return out
 
@@ -179,6 +186,9 @@ wildcard_constraints:
     kind="contrasts|conjunctions",
     name="|".join([*CONTRASTS, *CONJUNCTIONS]) or "^$",
     decode="|".join(DECODE) or "^$",
+    query="|".join(QUERIES) or "^$",
+    evaluation="|".join(EVALUATE) or "^$",
+    classifier="|".join(CLASSIFY) or "^$",
     threshold=r"[0-9.e+-]+",
 
 
@@ -404,6 +414,65 @@ def compare_report_inputs():
     return figures + tables
 
 
+def sphere_maps(dataset, r):
+    """A dataset's MKDA sphere maps of radius r mm."""
+    return f"results/datasets/{dataset}/ma-{kernel_id('mkda', {'r': r, 'value': 1.0})}.npz"
+
+
+def text_model_file(dataset):
+    return f"results/datasets/{dataset}/text-model.npz"
+
+
+def query_files(name):
+    base = f"results/queries/{name}"
+    return [f"{base}/map.nii.gz", f"{base}/terms.tsv", f"{base}/figures/glass.png"]
+
+
+def evaluate_files(name):
+    base = f"results/evaluation/{name}"
+    return [
+        f"{base}/held_out.tsv",
+        f"{base}/summary.tsv",
+        f"{base}/dice_curves.tsv",
+        f"{base}/figures/dice_curves.png",
+    ]
+
+
+def classify_files(name):
+    base = f"results/classify/{name}"
+    return [
+        f"{base}/cv_scores.tsv",
+        f"{base}/classification.json",
+        f"{base}/weights.nii.gz",
+        f"{base}/searchlight.nii.gz",
+        f"{base}/searchlight_tab-clust.tsv",
+        f"{base}/figures/weights.png",
+        f"{base}/figures/searchlight.png",
+    ]
+
+
+def classify_inputs(wildcards):
+    block = CLASSIFY[wildcards.classifier]
+    dataset = ANALYSES[block["analyses"][0]]["dataset"]
+    return {
+        "ma": sphere_maps(dataset, block["kernel"]["r"]),
+        "selections": [f"results/analyses/{a}/selection.tsv" for a in block["analyses"]],
+        "mask": MASK,
+        "atlas": ATLAS["image"],
+        "atlas_labels": ATLAS["labels"],
+    }
+
+
+def text_inputs(dataset):
+    """What the text model of a dataset learns from: titles, vocabulary, sphere maps."""
+    return {
+        "studies": f"results/datasets/{dataset}/studies.tsv",
+        "terms": f"results/datasets/{dataset}/terms.npz",
+        "ma": sphere_maps(dataset, TEXT_MODEL["kernel"]["r"]),
+        "mask": MASK,
+    }
+
+
 def final_outputs():
     names = ["stat", "p", "z", "logp", *FWE_NAMES, *THRESHOLDED_NAMES]
     maps = [f"results/analyses/{a}/{n}.nii.gz" for a in FWE_ANALYSES for n in names]
@@ -418,6 +487,9 @@ def final_outputs():
     compare = [f for c in CONTRASTS for f in contrast_files(c)]
     compare += [f for c in CONJUNCTIONS for f in conjunction_files(c)]
     decoding = [f for d in DECODE for f in decode_files(d)]
+    decoding += [f for q in QUERIES for f in query_files(q)]
+    decoding += [f for e in EVALUATE for f in evaluate_files(e)]
+    decoding += [f for c in CLASSIFY for f in classify_files(c)]
     return [
         *maps,
         *selections,

@@ -65,6 +65,9 @@ rule report:
         chi2=[f"results/analyses/{a}/{CHI2_TABLE}" for a in CHI2_ANALYSES],
         compare=compare_report_inputs(),
         decode=[f for d in DECODE for f in decode_files(d)],
+        text=[f for q in QUERIES for f in query_files(q)]
+        + [f for e in EVALUATE for f in evaluate_files(e)]
+        + [f for c in CLASSIFY for f in classify_files(c)],
         ma=[ma_file_of(a) for a in ANALYSES],
     output:
         html="results/report.html",

@@ -1,0 +1,25 @@
+"""Rule text_model: fit the free-text model of a dataset (study titles -> sphere maps)."""
+
+from cbma import io, neurosynth, query, space, text
+from cbma.runner import run
+
+
+def main(job):
+    smk = job.smk
+    p = smk.params.settings
+    mask = space.load_mask(smk.input.mask)
+    ma, extra = io.load_sparse(smk.input.ma)
+    texts, vocabulary = text.study_texts(smk.input.studies, extra["ids"],
+                                         neurosynth.load_term_weights(smk.input.terms),
+                                         where=f"dataset {smk.wildcards.dataset}")
+    model = query.fit_query_model(texts, vocabulary, ma, mask, seed=smk.params.seed,
+                                  **text.model_options(p, len(vocabulary)))
+    model.save(smk.output.model)
+    job.log(f"{smk.wildcards.dataset}: {model.n_studies} studies, {len(vocabulary)} terms, "
+            f"{model.coarse.n_voxels} voxels of {p['grid_mm']:g} mm; ridge alpha "
+            f"{model.alpha:g} (GCV)", echo=True)
+    job.finish(outputs=[smk.output.model], seed=smk.params.seed,
+               extra={"n_studies": int(model.n_studies), "alpha": float(model.alpha)})
+
+
+run(snakemake, main)  # noqa: F821
