@@ -416,7 +416,9 @@ def compare_report_inputs():
 
 def sphere_maps(dataset, r):
     """A dataset's MKDA sphere maps of radius r mm."""
-    return f"results/datasets/{dataset}/ma-{kernel_id('mkda', {'r': r, 'value': 1.0})}.npz"
+    return (
+        f"results/datasets/{dataset}/ma-{kernel_id('mkda', {'r': r, 'value': 1.0})}.npz"
+    )
 
 
 def text_model_file(dataset):
@@ -456,7 +458,9 @@ def classify_inputs(wildcards):
     dataset = ANALYSES[block["analyses"][0]]["dataset"]
     return {
         "ma": sphere_maps(dataset, block["kernel"]["r"]),
-        "selections": [f"results/analyses/{a}/selection.tsv" for a in block["analyses"]],
+        "selections": [
+            f"results/analyses/{a}/selection.tsv" for a in block["analyses"]
+        ],
         "mask": MASK,
         "atlas": ATLAS["image"],
         "atlas_labels": ATLAS["labels"],

@@ -135,7 +135,9 @@ rule classify:
         radius=lambda wc: CLASSIFY[wc.classifier]["radius"],
         step=lambda wc: CLASSIFY[wc.classifier]["step"],
         seed=config["seed"],
-        code=code_fingerprint("classify", "clusters", "report", "selection", "io", "space"),
+        code=code_fingerprint(
+            "classify", "clusters", "report", "selection", "io", "space"
+        ),
     message:
         "Decoding {params.analyses[0]} vs {params.analyses[1]} from the studies' maps"
     script:
