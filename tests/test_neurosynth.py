@@ -88,7 +88,9 @@ def test_classic_release_reads_foci_weights_and_studies(classic):
     assert list(meta["year"]) == ["2001", "2002", "2003", "2004"]
     assert list(meta["space_label"]) == ["MNI", "TAL", "UNKNOWN", "t88"]
     assert meta.attrs == {"n_unknown_space_foci": 1, "unknown_space_labels": ["UNKNOWN"],
-                          "n_features_only_studies": 1, "n_studies_without_features": 1}
+                          "n_features_only_studies": 1, "n_studies_without_features": 1,
+                          "n_studies_with_abstract": 0}
+    assert (meta["abstract"] == "").all()
 
     picked = terms.select("pain | motor", weights.for_select())
     assert list(picked) == ["101-1", "202-1"]
@@ -119,6 +121,58 @@ def test_folder_gzip_and_no_features(tmp_path, classic):
     assert (weights.matrix != ref_weights.matrix).nnz == 0
     _, bare, meta = neurosynth.read_neurosynth(database)
     assert bare.matrix.shape == (4, 0) and meta.attrs["n_studies_without_features"] == 0
+
+
+ABSTRACTS = [
+    "pmid\ttitle\tabstract\tkeywords",
+    "404\tEmotion and fear\tFearful faces activated the amygdala.\tx",
+    "",
+    "999\tNo foci\tA study without foci: ignored.\t",
+    "202\tNot this title\t  Noxious heat was painful.  \t",
+]
+
+
+def test_abstracts_next_to_the_database(tmp_path, classic):
+    database, features = classic
+    write(tmp_path / "abstracts.tsv", ABSTRACTS)
+    table, weights, meta = neurosynth.read_neurosynth(database, features)
+    assert list(meta["abstract"]) == ["", "Noxious heat was painful.", "",
+                                      "Fearful faces activated the amygdala."]
+    # database.txt's titles win; the abstracts' titles only fill blanks
+    assert list(meta["title"]) == ["Finger tapping", "Pain in the insula", "No features here",
+                                   "Emotion"]
+    assert meta.attrs["n_studies_with_abstract"] == 2
+    ref_table, ref_weights, _ = neurosynth.read_neurosynth(database, features, abstracts=False)
+    pd.testing.assert_frame_equal(table, ref_table)
+    assert (weights.matrix != ref_weights.matrix).nnz == 0
+    # through load_dataset (what the workflow's ingest writes to studies.tsv)
+    _, _, studies = io.load_dataset(database, "neurosynth", features=features)
+    assert studies.loc[studies["id"] == "202-1", "abstract"].item() == "Noxious heat was painful."
+    # a folder, gzipped, with an explicit file elsewhere, and a blank title filled
+    folder = tmp_path / "release"
+    folder.mkdir()
+    untitled = [row.replace("\tEmotion\t", "\t\t") for row in [DB_HEADER, *DB_ROWS]]
+    write(folder / "database.txt", untitled)
+    (folder / "abstracts.tsv.gz").write_bytes(
+        gzip.compress("\n".join(ABSTRACTS).encode(), mtime=0))
+    _, _, meta = neurosynth.read_neurosynth(folder)
+    assert meta.loc[3, "title"] == "Emotion and fear" and meta.attrs["n_studies_with_abstract"] == 2
+    other = write(tmp_path / "other.tsv", ["id\tabstract", "101\tTapping fingers."])
+    _, _, meta = neurosynth.read_neurosynth(folder / "database.txt", abstracts=other)
+    assert list(meta["abstract"]) == ["Tapping fingers.", "", "", ""]
+    assert meta.loc[3, "title"] == ""
+
+
+@pytest.mark.parametrize("lines, line, words", [
+    (["id\ttitle", "1\tA"], 1, "expected the columns id (or pmid) and abstract"),
+    (["id\tabstract", "1\tA", "2\tB", "1\tC"], 4, "study 1 repeats line 2"),
+    (["id\tabstract", "\tA"], 2, "missing study id"),
+    (["id\tabstract", "1\tA\tB"], 2, "cannot parse"),
+])
+def test_abstract_errors_name_file_and_line(tmp_path, lines, line, words):
+    database = write(tmp_path / "database.txt", ["id\tx\ty\tz\tspace", "1\t1\t2\t3\tMNI"])
+    abstracts = write(tmp_path / "abstracts.tsv", lines)
+    raises_at(lambda: neurosynth.read_neurosynth(database), abstracts, line, words)
 
 
 def test_latin1_database_is_read(tmp_path):

@@ -211,7 +211,7 @@ def test_closed_form_ridge_matches_sklearn():
     foci = [rng.uniform(0, 30, (rng.integers(1, 4), 3)) for _ in range(60)]
     alphas = [0.01, 0.3, 3.0, 30.0]
     model = fit_query_model(texts, vocab, foci, box, n_components=3, smoothing=0.3,
-                            alphas=alphas, min_df=1, block_size=7)
+                            alphas=alphas, min_df=1, block_size=7, screening=False)
     xs = model.smooth(model.vectorize(texts))
     y = foci_targets(foci, model.coarse).toarray()
     n, v = y.shape
@@ -361,3 +361,30 @@ def test_keyword_baseline():
     np.testing.assert_allclose(baseline.term_maps, [[1, 0.5, 0], [0.5, 1, 0], [0, 0, 0]])
     predicted = baseline.predict_maps(["pain and faces", "nothing known", "reward pain"])
     np.testing.assert_allclose(predicted, [[1, 0.5, 0], [2 / 3, 2 / 3, 0], [0.75, 0.75, 0]])
+
+
+def test_screening_keeps_the_informative_terms(studies, mask):
+    """In a vocabulary of mostly uninformative words, the screening drops them (NeuroQuery)."""
+    texts, foci, _ = studies
+    rng = np.random.default_rng(3)
+    noise = [f"filler{k}" for k in range(150)]
+    noisy = [t + " " + " ".join(rng.choice(noise, rng.integers(10, 30))) for t in texts]
+    vocabulary = VOCABULARY + noise
+    ma = mkda_maps(foci, mask)
+    screened = fit_query_model(noisy[:400], vocabulary, ma[:400], mask, n_components=8,
+                               min_df=3)
+    kept = {str(t) for t in screened.vocabulary[np.abs(screened.coef).max(axis=1) > 0]}
+    topics = {name: set(synonyms) for name, (_, synonyms) in TOPICS.items()}
+    assert kept <= set().union(*topics.values()), kept
+    assert all(kept & synonyms for synonyms in topics.values()), kept
+    # words that say nothing of the foci leave the average map (up to the smoothing)
+    effect = np.abs(screened.predict("task results filler3 filler77").effect).max()
+    assert effect < 0.2 * np.abs(screened.predict("pain").effect).max()
+    plain = fit_query_model(noisy[:400], vocabulary, ma[:400], mask, n_components=8, min_df=3,
+                            screening=False)
+    assert np.abs(plain.coef).max(axis=1).min() > 0
+    scores = {name: evaluate_held_out(model, noisy[:400], ma[:400], noisy[400:], ma[400:],
+                                      on="coarse").summary
+              for name, model in (("screened", screened), ("plain", plain))}
+    diff = {name: s.loc["model - keyword", "dice_auc_mean"] for name, s in scores.items()}
+    assert diff["screened"] > diff["plain"] > 0, diff

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from conftest import MASK
 
-from cbma import neurosynth, space, synthetic, terms
+from cbma import neurosynth, query, space, synthetic, terms
 from cbma.errors import CbmaError
 
 SIZE = {"n_studies": 600, "n_foci": 12_000, "n_terms": 200}
-FILES = ("database.txt", "features.txt", "ground_truth.json")
+FILES = ("database.txt", "features.txt", "abstracts.tsv", "ground_truth.json")
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,8 @@ def test_counts_format_and_read_back(made, mask):
     first_row = open(out / "features.txt").readlines()[1].rstrip("\n").split("\t")[1:]
     assert all(re.fullmatch(r"0|0\.\d{1,6}|\d\.\d{0,4}", v) for v in first_row)
     assert all(meta["title"].str.len() > 10)
+    assert all(meta["abstract"].str.split().str.len() > 100)
+    assert meta.attrs["n_studies_with_abstract"] == SIZE["n_studies"]
     assert {t["name"] for t in truth["topics"]} == {t["name"] for t in synthetic.DEFAULT_TOPICS}
 
 
@@ -74,16 +76,55 @@ def test_default_topics_are_apart_inside_the_mask_with_a_phrase(mask):
 
 def test_vocabulary_is_zipf_like_and_each_study_has_background_terms(made):
     _, truth, _, weights, _ = made
-    topic_terms = {t for topic in truth["topics"] for t in topic["terms"]}
+    topic_terms = {t for topic in truth["topics"] for t in topic["terms"] + topic["variants"]}
+    topic_terms |= set(truth["generic_terms"])
     background = [j for j, t in enumerate(weights.terms) if t not in topic_terms]
     assert all(re.fullmatch(r"[a-z]+", weights.terms[j]) for j in background)
     has = (weights.matrix[:, background] > 0).toarray()
     df = has.sum(axis=0)
-    assert df.min() >= 5 and df.max() > 4 * np.median(df)
+    assert df.min() >= 5 and df.max() > 3 * np.median(df)
     per_study = has.sum(axis=1)
     assert per_study.min() >= 30 and per_study.max() <= 60
     values = weights.matrix[:, background].data
     assert values.min() > 0.001 and values.max() < 1
+
+
+def test_abstracts_hold_exactly_the_weighted_terms(made):
+    """features.txt is the tf-idf of the abstracts' terms, as the text model reads them."""
+    out, truth, _, weights, meta = made
+    counts = query._count_matrix(meta["abstract"].tolist(),
+                                 query._matcher(tuple(weights.terms.tolist())))
+    assert ((counts > 0) != (weights.matrix > 0)).nnz == 0
+    n = counts.shape[0]
+    idf = np.log((1 + n) / (1 + np.asarray((counts > 0).sum(axis=0)).ravel())) + 1
+    tfidf = counts.toarray() * idf
+    tfidf /= np.linalg.norm(tfidf, axis=1, keepdims=True)
+    np.testing.assert_allclose(weights.matrix.toarray(), tfidf, rtol=1e-4, atol=1e-5)
+    # the synonyms of a topic study are mentioned more than once on average
+    column = {t: j for j, t in enumerate(weights.terms)}
+    pain = counts[:, column["pain"]].data
+    assert pain.min() >= 1 and pain.mean() > 1.5
+    rows = (open(out / "abstracts.tsv").read().splitlines())
+    assert rows[0] == "id\ttitle\tabstract" and len(rows) == n + 1
+
+
+def test_generic_terms_are_common_whatever_the_topic_and_variants_are_rare(made):
+    _, truth, _, weights, _ = made
+    column = {t: j for j, t in enumerate(weights.terms)}
+    has = (weights.matrix > 0).toarray()
+    topical = np.isin(weights.ids, [i for topic in truth["topics"] for i in topic["ids"]])
+    generic = [column[t] for t in truth["generic_terms"]]
+    assert len(generic) == len(synthetic.GENERIC_TERMS)
+    df = has[:, generic].mean(axis=0)
+    assert df.min() > 0.15 and df.max() > 0.75 and has[:, generic].sum(axis=1).min() > 5
+    gap = np.abs(has[topical][:, generic].mean(axis=0) - has[~topical][:, generic].mean(axis=0))
+    assert gap.max() < 0.15
+    for topic in truth["topics"]:
+        members = np.isin(weights.ids, topic["ids"])
+        synonyms = has[:, [column[t] for t in topic["terms"]]].sum(axis=0)
+        for variant in topic["variants"]:
+            assert not has[~members, column[variant]].any()
+            assert has[:, column[variant]].sum() < synonyms.min()
 
 
 def test_topic_foci_concentrate_near_the_planted_centre(made):
@@ -155,6 +196,7 @@ def test_custom_topics_mask_and_errors(tmp_path, mask):
     truth = synthetic.make_database(tmp_path, n_studies=50, n_foci=200, n_terms=20,
                                     topics=topics, mask=mask, p_topic=0.5, seed=1)
     assert truth["topics"][0]["terms"] == ["alpha", "alpha wave"]
+    assert truth["topics"][0]["variants"] == [] and len(truth["generic_terms"]) == 4
     assert truth["mask"] == "BrainMask" and truth["n_terms"] == 20
     header = (tmp_path / "features.txt").read_text().splitlines()[0].split("\t")
     assert len(header) == 21 and "alpha wave" in header
@@ -171,7 +213,7 @@ def test_command_line(tmp_path, capsys):
     assert synthetic.main([str(tmp_path), "--studies", "40", "--foci", "400", "--terms", "60",
                            "--seed", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "40 studies, 400 foci, 60 terms" in printed and "features.txt" in printed
+    assert "40 studies, 400 foci, 60 terms" in printed and "abstracts.tsv" in printed
     assert "topic 'pain'" in printed
     table, weights, _ = neurosynth.read_neurosynth(tmp_path)
     assert len(table) == 400 and weights.matrix.shape == (40, 60)

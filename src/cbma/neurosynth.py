@@ -47,7 +47,8 @@ __all__ = ["METADATA_COLUMNS", "TermWeights", "align_term_weights", "empty_term_
 
 #: Columns of the study table returned by the readers (all strings, "" when absent).
 #: ``space_label`` is the space as the file wrote it (e.g. ``UNKNOWN``);
-#: ``abstract`` is only filled from NiMARE JSON ``text``.
+#: ``abstract`` comes from a classic release's ``abstracts.tsv`` (see
+#: :func:`read_neurosynth`) or from NiMARE JSON ``text``.
 METADATA_COLUMNS = ["id", "study_id", "doi", "title", "authors", "year", "journal",
                     "space_label", "abstract"]
 
@@ -344,7 +345,7 @@ def _metadata(ids, studies, rows, labels):
 # ------------------------------------------------------------------- classic release
 
 
-def read_neurosynth(database, features=None):
+def read_neurosynth(database, features=None, abstracts=None):
     """Read the classic Neurosynth release (``database.txt`` + ``features.txt``).
 
     Parameters
@@ -365,6 +366,18 @@ def read_neurosynth(database, features=None):
         abstract's words). Read in blocks of rows, so a full release
         (~14,000 x 3,000) never sits in memory as a dense table. Without it
         the dataset has no terms.
+    abstracts : str, Path or False, optional
+        The studies' abstracts: a tab-separated table with a header line and
+        the columns ``id`` (or ``pmid``; the study id of ``database.txt``)
+        and ``abstract`` (one line, no tabs), and optionally ``title``, which
+        fills the titles ``database.txt`` leaves blank; other columns are
+        ignored, and so are studies without foci. The classic release has
+        none (PubMed has them); :func:`cbma.synthetic.make_database` writes
+        one. By default ``abstracts.tsv`` (or ``abstracts.tsv.gz``) is read
+        when it lies in the same folder as ``database.txt`` (given as a file
+        or as its folder); ``False`` reads none. Kept apart from
+        ``database.txt`` because that file repeats its study columns on every
+        focus row.
 
     Returns
     -------
@@ -381,11 +394,13 @@ def read_neurosynth(database, features=None):
         foci but no ``features.txt`` row have all-zero weights.
     metadata : pandas.DataFrame
         One row per experiment, same order, with :data:`METADATA_COLUMNS`
-        ("" where the database has no such column). Its ``attrs`` hold the
-        counts of the reading: ``n_unknown_space_foci`` (foci whose space
-        label was neither MNI nor Talairach, read as MNI) and
-        ``unknown_space_labels``, ``n_features_only_studies`` (features rows
-        dropped) and ``n_studies_without_features``.
+        ("" where the database has no such column; ``abstract`` from
+        ``abstracts``). Its ``attrs`` hold the counts of the reading:
+        ``n_unknown_space_foci`` (foci whose space label was neither MNI nor
+        Talairach, read as MNI) and ``unknown_space_labels``,
+        ``n_features_only_studies`` (features rows dropped),
+        ``n_studies_without_features`` and ``n_studies_with_abstract``
+        (studies given a non-empty abstract).
 
     Raises
     ------
@@ -393,7 +408,8 @@ def read_neurosynth(database, features=None):
         Naming the file (and line where there is one) for a missing or empty
         file, a missing column, a coordinate that is not a finite number, a
         weight that is not a finite number, a repeated term column or study
-        row in ``features.txt``, or a row with too many fields.
+        row in ``features.txt``, a missing column or repeated study in
+        ``abstracts``, or a row with too many fields.
     """
     database = Path(database)
     if database.is_dir():
@@ -401,6 +417,12 @@ def read_neurosynth(database, features=None):
         database = _in_folder(folder, "database.txt", required=True)
         if features is None:
             features = _in_folder(folder, "features.txt", required=False)
+    else:
+        folder = database.parent
+    if abstracts is None:
+        abstracts = _in_folder(folder, "abstracts.tsv", required=False)
+    elif abstracts is False:
+        abstracts = None
     foci = _read_foci(database, ("id", "x", "y", "z", "space"), _TEXT_FIELDS)
     spaces, unknown = _space(foci["space"])
     table, studies, ids = _foci_table(database, foci, spaces)
@@ -408,7 +430,14 @@ def read_neurosynth(database, features=None):
     metadata = _metadata(ids, studies, foci["first"], labels)
     counts = {"n_unknown_space_foci": int(unknown.sum()),
               "unknown_space_labels": sorted(set(foci["space"][unknown].tolist())),
-              "n_features_only_studies": 0, "n_studies_without_features": 0}
+              "n_features_only_studies": 0, "n_studies_without_features": 0,
+              "n_studies_with_abstract": 0}
+    if abstracts is not None:
+        texts = _read_abstracts(abstracts, studies)
+        blank = metadata["title"].str.strip() == ""
+        metadata.loc[blank, "title"] = texts["title"][blank.to_numpy()]
+        metadata["abstract"] = texts["abstract"]
+        counts["n_studies_with_abstract"] = int((metadata["abstract"] != "").sum())
     if features is None:
         weights = empty_term_weights(ids)
     else:
@@ -418,6 +447,39 @@ def read_neurosynth(database, features=None):
         counts["n_studies_without_features"] = int(studies.size - found)
     metadata.attrs.update(counts)
     return table, weights, metadata
+
+
+def _read_abstracts(path, studies):
+    """Titles and abstracts of ``abstracts.tsv`` for ``studies`` ("" where it has none)."""
+    return _with_encoding(_read_abstracts_as, _check_file(path), studies)
+
+
+def _read_abstracts_as(path, studies, encoding):
+    names = _read_header(path, encoding)
+    lower = {n.lower(): k for k, n in enumerate(names)}
+    key = lower.get("id", lower.get("pmid"))
+    if key is None or "abstract" not in lower:
+        raise InputFileError(path, 1, f"expected the columns id (or pmid) and abstract; the "
+                             f"header has {', '.join(names)}")
+    text, title = lower["abstract"], lower.get("title")
+    found, seen = {}, {}
+    for block in _line_blocks(path, encoding, 100_000):
+        for number, line in block:
+            fields = line.split("\t")
+            if len(fields) != len(names):
+                raise InputFileError(path, number, f"cannot parse (expected {len(names)} "
+                                     f"fields, as the header, saw {len(fields)})")
+            study = fields[key].strip()
+            if not study:
+                raise InputFileError(path, number, "missing study id")
+            if study in seen:
+                raise InputFileError(path, number, f"study {study} repeats line {seen[study]}")
+            seen[study] = number
+            found[study] = (fields[text].strip(),
+                            fields[title].strip() if title is not None else "")
+    pairs = [found.get(str(s), ("", "")) for s in studies]
+    return {"abstract": np.array([a for a, _ in pairs], dtype=object),
+            "title": np.array([t for _, t in pairs], dtype=object)}
 
 
 def _in_folder(folder, name, required):

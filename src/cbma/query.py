@@ -46,6 +46,26 @@ Regression
     (terms x voxels) are accumulated; an eigendecomposition of the smoothed,
     centred ``X^T X`` then gives the GCV error of every ``alpha`` and the
     coefficients in closed form.
+Feature screening (NeuroQuery's adaptive ridge; ``screening=True``)
+    Most words of a text (``task``, ``participants``, rare words) say nothing
+    about where the foci are, and a ridge on all of them adds each one's
+    noise to every prediction. After the first ridge, each term gets a
+    "z-energy": the mean over voxels of ``max(z, 0)^2`` with
+    ``z = coef / sqrt(var + mean(var))``, ``var`` the sampling variance of
+    the coefficient (the squared norm of the term's row of the ridge hat
+    factor, times the voxel's residual variance ``RSS / n``). Terms whose
+    energy stands out from the bulk of the vocabulary (the terms seen in
+    training) are kept: energy above ``median + 4 x 1.4826 MAD`` (a robust
+    z-score above 4) by more than 0.001. NeuroQuery's threshold is
+    ``mean + 2 s.d.``, which the informative terms themselves inflate: with
+    a few hundred terms of which 20 are informative it drops half of them.
+    When no term stands out (a small vocabulary of mostly informative terms)
+    all are kept. A second ridge (GCV again) is fitted on the kept terms
+    alone with per-term penalties ``alpha / (energy - threshold)``, rescaled
+    so the smallest is ``alpha`` (NeuroQuery's); the other terms'
+    coefficients are 0. A dropped term still counts through the semantic
+    smoothing: its smoothed TF-IDF puts weight on the kept terms it
+    co-occurs with.
 Prediction
     ``intercept + x_s @ coef`` on the coarse grid: the expected target map of
     a study with that text. :attr:`QueryResult.effect` is the same without the
@@ -53,8 +73,9 @@ Prediction
     standardised version of it). :meth:`QueryModel.to_mask` interpolates coarse
     maps back to the brain mask.
 
-Differences from NeuroQuery: no stemming or synonym mapping, no adaptive
-feature screening, the model is trained on the smoothed TF-IDF, and maps are
+Differences from NeuroQuery: no stemming or synonym mapping, the model
+(screening included) is trained on the smoothed TF-IDF, the screening
+threshold is robust (median and MAD rather than mean and s.d.), and maps are
 not turned into z-like scores.
 
 Scale
@@ -65,7 +86,11 @@ Scale
     peak resident memory of 1.9 GB (``X^T Y`` in float64: 0.7 GB; the
     float32 coefficients: 0.34 GB; all target rows kept sparse: 0.3 GB; one
     block of 1,000 dense target rows: 0.23 GB). A query takes 0.03-0.2 s;
-    the saved model is 0.3 GB (12-20 s to write, 3 s to read).
+    the saved model is 0.3 GB (12-20 s to write, 3 s to read). The
+    screening adds no pass over the targets and no extra terms x terms x voxels
+    product (its second ridge is on the kept terms only): fitted on the
+    abstracts of 13,500 synthetic studies with their MKDA maps as targets,
+    the whole fit took 46 s (``benchmarks/bench_text_evaluation.py``).
 """
 
 import difflib
@@ -93,6 +118,9 @@ DEFAULT_ALPHAS = tuple(np.logspace(-1, 3, 9).tolist())
 _TOKEN = re.compile(r"[^\W_]+")
 _FORMAT = 1
 _VOXEL_BLOCK = 4096
+_MIN_ENERGY_MARGIN = 0.001   # NeuroQuery's: a kept feature's energy exceeds the threshold by it
+_SCREENING_SDS = 4.0         # screening threshold: median + 4 robust s.d. of the z-energies
+_MAD_TO_SD = 1.4826          # s.d. of a normal distribution per median absolute deviation
 
 
 # ----------------------------------------------------------------------------- grids
@@ -677,9 +705,71 @@ def _targets_kind(targets, mask, n_texts):
     return "foci"
 
 
+class _Ridge:
+    """Ridge of centred targets on (a subset of) the smoothed features, in closed form.
+
+    The features are ``X T`` (``T``: ``transform``, terms x features), optionally
+    each scaled by ``scale`` (an adaptive ridge: feature ``j`` is penalised
+    ``alpha / scale_j^2``). From the centred Gram matrix ``G`` of ``X`` and
+    ``X^T Y_c`` only: the eigendecomposition of ``S T^T G T S`` (``S`` =
+    diag(scale)) gives the GCV error of every ``alpha`` and the coefficients.
+    """
+
+    def __init__(self, transform, gram, xty, ysq_c, alphas, n, scale=None):
+        k = transform.shape[1]
+        scale = np.ones(k) if scale is None else np.asarray(scale, dtype=float)
+        gram_s = scale[:, None] * (transform.T @ gram @ transform) * scale[None, :]
+        s2, vecs = np.linalg.eigh((gram_s + gram_s.T) / 2)
+        s2 = np.clip(s2, 0.0, None)
+        # Z = E^T S T^T X^T Y_c (E: eigenvectors): the fit in the eigenbasis; products in
+        # float32 (the slow part at full scale), accumulations in float64
+        self.project = (vecs.T @ (scale[:, None] * transform.T)).astype(np.float32)
+        self.xty, self.s2, self.vecs, self.scale, self.n = xty, s2, vecs, scale, n
+        v = xty.shape[1]
+        # RSS(alpha) per voxel = |Y_c|^2 - sum_j Z_j^2 (s_j^2 + 2 alpha) / (s_j^2 + alpha)^2:
+        # no division by the (possibly zero) eigenvalues s_j^2
+        denom = s2[None, :] + alphas[:, None]
+        explained = (s2[None, :] + 2 * alphas[:, None]) / denom**2
+        rss = np.empty((alphas.size, v))
+        for c in range(0, v, _VOXEL_BLOCK):
+            z = self.project @ xty[:, c:c + _VOXEL_BLOCK].astype(np.float32)
+            zz = np.square(z, dtype=float)
+            rss[:, c:c + _VOXEL_BLOCK] = ysq_c[None, c:c + _VOXEL_BLOCK] - explained @ zz
+        rss = np.maximum(rss, 0.0)
+        dof = 1 + (s2[None, :] / denom).sum(axis=1)
+        self.gcv = rss.sum(axis=1) / (n * v) / (1 - np.minimum(dof, n - 0.5) / n) ** 2
+        best = int(np.argmin(self.gcv))
+        self.alpha = float(alphas[best])
+        self.residual_var = rss[best] / n
+        self.solve = (scale[:, None] * ((vecs / (s2 + self.alpha)) @ self.project.astype(float))
+                      ).astype(np.float32)
+
+    def coef(self, start, stop):
+        """Coefficients (features x voxels ``start:stop``), float32."""
+        return self.solve @ self.xty[:, start:stop].astype(np.float32)
+
+    def z_energy(self):
+        """NeuroQuery's feature "z-energy": mean over voxels of ``max(z, 0)^2``.
+
+        ``z = coef / sqrt(var + mean var)``, ``var`` the sampling variance of
+        each coefficient (``||row of the hat factor||^2 x`` the voxel's residual
+        variance).
+        """
+        spread = (self.scale[:, None] * self.vecs) ** 2 @ (
+            self.s2 / (self.s2 + self.alpha) ** 2)
+        floor = spread.mean() * self.residual_var.mean()
+        energy = np.zeros(spread.size)
+        v = self.xty.shape[1]
+        for c in range(0, v, _VOXEL_BLOCK):
+            block = np.maximum(self.coef(c, c + _VOXEL_BLOCK), 0).astype(float)
+            var = np.outer(spread, self.residual_var[c:c + _VOXEL_BLOCK]) + floor
+            energy += (block**2 / np.maximum(var, 1e-300)).sum(axis=1)
+        return energy / v
+
+
 def fit_query_model(texts, vocabulary, targets, mask, *, n_components=100, smoothing=0.1,
                     alphas=DEFAULT_ALPHAS, voxel_mm=4.0, fwhm=9.0, decomposition="nmf",
-                    min_df=5, max_iter=100, block_size=1000, seed=0):
+                    min_df=5, max_iter=100, block_size=1000, screening=True, seed=0):
     """Fit a free-text-to-map model on a database of studies.
 
     Parameters
@@ -716,12 +806,21 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components=100, smoot
     block_size : int, optional
         Studies per block of dense target rows (memory: ``block_size`` x
         coarse voxels x 8 bytes).
+    screening : bool, optional
+        Adaptive feature screening after NeuroQuery (see the module
+        documentation): keep only the terms whose coefficient maps stand out
+        from the bulk of the vocabulary (robust z-score of their z-energy
+        above 4), with penalties that shrink the weaker ones more. Made for
+        vocabularies that are mostly uninformative words (Neurosynth's 3,228
+        terms; the words of abstracts); when no term stands out, all are
+        kept. With ``False``, one ridge on all terms.
     seed : int, optional
         Seed of the factorisation.
 
     Returns
     -------
     QueryModel
+        Terms dropped by the screening have all-zero coefficients.
 
     Raises
     ------
@@ -784,7 +883,7 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components=100, smoot
     # sufficient statistics over blocks of studies
     xty = np.zeros((p, v))
     ysum = np.zeros(v)
-    yss = 0.0
+    ysq = np.zeros(v)
     row = 0
     for b, (start, stop, y) in enumerate(blocks):
         blocks[b] = None  # free each block once used
@@ -795,43 +894,42 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components=100, smoot
         for c in range(0, v, _VOXEL_BLOCK):  # in voxel blocks: no terms x voxels temporary
             xty[:, c:c + _VOXEL_BLOCK] += xbt @ dense[:, c:c + _VOXEL_BLOCK]
         ysum += dense.sum(axis=0)
-        yss += float(np.einsum("ij,ij->", dense, dense))
+        ysq += np.einsum("ij,ij->j", dense, dense)
         del dense
     xbar = np.asarray(x.mean(axis=0)).ravel()
     ybar = ysum / n
     gram = (x.T @ x).toarray() - n * np.outer(xbar, xbar)
     xty -= n * np.outer(xbar, ybar)
-    yss_c = yss - n * float(ybar @ ybar)
+    ysq_c = ysq - n * ybar**2   # per voxel: |Y_c|^2
 
-    # ridge on the smoothed features: eigendecomposition of T^T G T
-    gram_s = transform.T @ gram @ transform
-    gram_s = (gram_s + gram_s.T) / 2
-    s2, vecs = np.linalg.eigh(gram_s)
-    s2 = np.clip(s2, 0.0, None)
-    # Z = E^T T^T X^T Y_c (E: eigenvectors): the ridge fit in the eigenbasis; products in
-    # float32 (the slow part at full scale), accumulations in float64
-    project = (vecs.T @ transform.T).astype(np.float32)
-    zz = np.zeros(p)
-    for c in range(0, v, _VOXEL_BLOCK):
-        z = project @ xty[:, c:c + _VOXEL_BLOCK].astype(np.float32)
-        zz += np.einsum("ij,ij->i", z, z, dtype=float)
-    # RSS(alpha) = |Y_c|^2 - sum_j |Z_j|^2 (s_j^2 + 2 alpha) / (s_j^2 + alpha)^2: no division
-    # by the (possibly zero) eigenvalues s_j^2
-    denom = s2[None, :] + alphas[:, None]
-    rss = yss_c - (zz[None, :] * (s2[None, :] + 2 * alphas[:, None]) / denom**2).sum(axis=1)
-    dof = 1 + (s2[None, :] / denom).sum(axis=1)
-    gcv = np.maximum(rss, 0.0) / (n * v) / (1 - np.minimum(dof, n - 0.5) / n) ** 2
-    best = int(np.argmin(gcv))
-    alpha = float(alphas[best])
-    solve = ((vecs / (s2 + alpha)) @ project.astype(float)).astype(np.float32)
+    # ridge on the smoothed features, all of them
+    fit = _Ridge(transform, gram, xty, ysq_c, alphas, n)
+    selected = np.arange(p)
+    if screening:
+        energy = fit.z_energy()
+        # the bulk of the vocabulary (terms seen in training) says nothing of the foci:
+        # keep the terms whose energy is an outlier of it, robustly (median, MAD)
+        seen = energy[df > 0]
+        centre = float(np.median(seen)) if seen.size else 0.0
+        spread = _MAD_TO_SD * float(np.median(np.abs(seen - centre))) if seen.size else 0.0
+        threshold = centre + _SCREENING_SDS * spread
+        kept = np.flatnonzero(energy - threshold > _MIN_ENERGY_MARGIN)
+        if spread > 0 and kept.size:  # (none stands out: keep them all)
+            selected = kept
+            # adaptive ridge on the kept features: penalty 1 / (energy - threshold), the
+            # smallest one 1
+            penalty = 1 / (energy[selected] - threshold)
+            fit = _Ridge(transform[:, selected], gram, xty, ysq_c, alphas, n,
+                         scale=np.sqrt(penalty.min() / penalty))
     xbar_s = (xbar @ transform).astype(np.float32)
-    coef = np.empty((p, v), dtype=np.float32)
-    intercept = np.empty(v, dtype=np.float32)
+    coef = np.zeros((p, v), dtype=np.float32)
+    intercept = ybar.astype(np.float32)
     for c in range(0, v, _VOXEL_BLOCK):
-        block = solve @ xty[:, c:c + _VOXEL_BLOCK].astype(np.float32)
-        coef[:, c:c + _VOXEL_BLOCK] = block
-        intercept[c:c + _VOXEL_BLOCK] = ybar[c:c + _VOXEL_BLOCK] - xbar_s @ block
-    del xty
+        block = fit.coef(c, c + _VOXEL_BLOCK)
+        coef[selected, c:c + _VOXEL_BLOCK] = block
+        intercept[c:c + _VOXEL_BLOCK] -= xbar_s[selected] @ block
+    alpha, gcv = fit.alpha, fit.gcv
+    del xty, fit
     return QueryModel(
         vocabulary=np.asarray(terms, dtype=str), idf=idf, df=df,
         components=np.ascontiguousarray(loadings), row_scale=row_scale,

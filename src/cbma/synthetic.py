@@ -10,8 +10,23 @@ noise: the other foci are uniform over the brain mask, and the background
 vocabulary (pronounceable pseudo-words with Zipf-like document frequencies)
 carries no spatial signal. ``ground_truth.json`` lists the topics, their
 centres and their studies, for benchmarks and tests of term-based
-meta-analysis, decoding and free-text queries (each study also gets an
-English-like title built from its strongest terms).
+meta-analysis, decoding and free-text queries.
+
+Texts
+    Each study has an English-like title built from its strongest terms and
+    an abstract (``abstracts.tsv``: ``id``, ``title``, ``abstract``; about
+    250 words in 25-35 sentences) that mentions every vocabulary term the
+    study has, as real abstracts do: its topics' synonyms (each one to
+    several times), now and then a rarer *variant* of a topic (``"painful"``,
+    ``"hyperalgesia"``), many common :data:`GENERIC_TERMS` of the field
+    (``task``, ``participants``, ``activation``...: in 25-85 % of the
+    studies whatever their topic) and its background pseudo-words.
+    ``features.txt`` is exactly the tf-idf of the vocabulary terms of the
+    abstracts, so the terms a text model finds in a study's abstract are
+    those with a weight. The abstracts are a file of their own because
+    ``database.txt`` repeats its study columns on every focus row (500,000
+    rows at full size); :func:`cbma.neurosynth.read_neurosynth` reads it
+    from the database's folder.
 
 The same arguments and seed give byte-identical files. From the command line::
 
@@ -26,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from .errors import CbmaError
 from .space import BrainMask, load_mask, mm_to_vox, vox_to_mm
@@ -40,21 +56,41 @@ DEFAULT_MASK = (Path(__file__).resolve().parents[2] / "resources" / "templates"
 #: mask, every two centres at least 40 mm apart.
 DEFAULT_TOPICS = [
     {"name": "pain", "terms": ["pain", "nociception", "noxious"],
+     "variants": ["painful", "hyperalgesia"],
      "centre": [40, -16, 12]},   # right insula
     {"name": "working memory", "terms": ["working memory", "n-back", "maintenance"],
+     "variants": ["memory load", "sternberg"],
      "centre": [-36, 24, 36]},   # left dorsolateral prefrontal cortex
     {"name": "emotion", "terms": ["emotion", "affective", "amygdala"],
+     "variants": ["fearful", "valence"],
      "centre": [-24, -4, -20]},  # left amygdala
     {"name": "reward", "terms": ["reward", "incentive"],
+     "variants": ["monetary", "reinforcement"],
      "centre": [12, 14, -8]},    # right ventral striatum
     {"name": "motor", "terms": ["motor", "finger tapping"],
+     "variants": ["keypress", "sensorimotor"],
      "centre": [-38, -22, 56]},  # left primary motor cortex
     {"name": "language", "terms": ["language", "semantic"],
+     "variants": ["sentence comprehension", "lexical"],
      "centre": [-42, 28, -4]},   # left inferior frontal gyrus
     {"name": "visual", "terms": ["visual", "occipital"],
+     "variants": ["checkerboard", "retinotopic"],
      "centre": [10, -86, 4]},    # primary visual cortex
     {"name": "face", "terms": ["face recognition", "faces", "fusiform"],
+     "variants": ["prosopagnosia", "facial identity"],
      "centre": [40, -52, -18]},  # right fusiform gyrus
+]
+
+#: Common words of neuroimaging abstracts, most frequent first: vocabulary terms that
+#: occur in most studies whatever their topic (document frequency from 85 % down to
+#: 25 %) and carry no spatial signal.
+GENERIC_TERMS = [
+    "participants", "task", "activation", "fmri", "results", "healthy", "regions", "cortex",
+    "network", "response", "increased", "data", "analysis", "cognitive", "processing",
+    "control", "condition", "subjects", "performance", "experiment", "findings", "differences",
+    "imaging", "behavioral", "individual", "associated", "changes", "trials", "evidence",
+    "areas", "connectivity", "paradigm", "contrast", "sample", "volunteers", "signal", "bold",
+    "hemodynamic", "magnetic", "resonance",
 ]
 
 DATABASE_COLUMNS = ["id", "doi", "x", "y", "z", "space", "peak_id", "table_id", "table_num",
@@ -62,9 +98,15 @@ DATABASE_COLUMNS = ["id", "doi", "x", "y", "z", "space", "peak_id", "table_id", 
 
 _FIRST_ID = 10_000_000
 _SYNONYM_RATE = 0.7
-_TOPIC_WEIGHTS = (0.02, 0.2)
+_SYNONYM_MENTIONS = 1.0        # extra mentions of a carried synonym (Poisson mean)
+_VARIANT_RATE = 0.15           # chance that a topic study mentions each variant
+_GENERIC_RATES = (0.85, 0.25)  # document frequency of the first and last generic term
+_GENERIC_MENTIONS = 0.5        # extra mentions of a generic term (Poisson mean)
+_BACKGROUND_MENTIONS = 0.7     # extra mentions of a background term (Poisson mean)
 _BACKGROUND_TERMS = (30, 60)   # background terms per study (inclusive range)
 _MIN_DOCUMENT_FREQUENCY = 5
+_MIN_BACKGROUND_ROOM = 20      # variants only when this many terms are left for the rest
+_MIN_WEIGHT = 0.002            # smallest written weight (Neurosynth's threshold is 0.001)
 _ROWS_PER_BLOCK = 500          # features.txt rows formatted at once
 
 _ONSETS = ["b", "c", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z",
@@ -86,9 +128,35 @@ _GROUPS = ["healthy adults", "young adults", "older adults", "children", "adoles
 _JOURNALS = ["NeuroImage", "Human brain mapping", "Cerebral cortex", "Brain research",
              "The Journal of neuroscience", "Neuropsychologia", "Journal of cognitive "
              "neuroscience", "Psychiatry research"]
-_RESERVED = {"pmid", "id", "and", "the", "for", "during", "in", "of", "on", "an", "with",
-             "neural", "brain", "human", "role", "study", "effects", "activity", "related",
-             "functional", "anatomy", "systems", "modulates", "correlates", "dissociable"}
+# Sentences of the abstracts: {0}, {1}... are the slots of vocabulary terms; the other
+# words are stop words or are kept out of the vocabulary (``_RESERVED``).
+_OPENERS = [
+    "We investigated {0} and {1}.",
+    "This study examined {0}, {1} and {2}.",
+    "We asked how {0} relates to {1}.",
+    "{0} and {1} were examined with {2}.",
+]
+_SENTENCES = {
+    1: ["We also observed {0}.", "{0} was measured."],
+    2: ["{0} was linked to {1}.", "Here we report {0} alongside {1}.",
+        "{0} covaried with {1}.", "These observations point to {0} and {1}."],
+    3: ["{0}, {1} and {2} were measured together.", "{0} predicted {1} and {2}.",
+        "Both {0} and {1} modulated {2}.", "We examined {0}, {1} and {2}."],
+    4: ["{0} and {1} were linked to {2} and {3}.", "{0}, {1}, {2} and {3} were measured.",
+        "We report {0} with {1}, {2} and {3}."],
+}
+
+
+def _words(templates):
+    text = " ".join(templates).lower()
+    return set("".join(c if c.isalpha() else " " for c in text).split())
+
+
+# words of the abstracts' sentences are never vocabulary terms, so that the terms found in
+# an abstract are exactly those planted in it; titles may use generic terms ("healthy")
+_SENTENCE_WORDS = _words([*_OPENERS, *[t for v in _SENTENCES.values() for t in v]])
+_RESERVED = ({"pmid", "id", "cognition", "behaviour", "perception"} | _SENTENCE_WORDS
+             | _words([*_TITLES, *_GROUPS, *_JOURNALS]) | set(GENERIC_TERMS))
 
 
 # -------------------------------------------------------------------------- inputs
@@ -103,28 +171,35 @@ def _mask(mask):
 
 
 def _topics(topics, mask):
-    """Validated topics: names, synonym lists and centres inside the mask."""
+    """Validated topics: names, synonym lists, variants and centres inside the mask."""
     topics = DEFAULT_TOPICS if topics is None else topics
     out, seen = [], {}
     for k, topic in enumerate(topics):
         try:
             name = str(topic["name"])
             terms = [" ".join(str(t).lower().split()) for t in topic["terms"]]
+            variants = [" ".join(str(t).lower().split()) for t in topic.get("variants", [])]
             centre = np.asarray(topic["centre"], dtype=float)
-        except (KeyError, TypeError, ValueError):
-            raise CbmaError(f"topic {k + 1}: expected name, terms (a list) and centre "
-                            f"([x, y, z] in mm), got {topic!r}") from None
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise CbmaError(f"topic {k + 1}: expected name, terms (a list), optional variants "
+                            f"(a list) and centre ([x, y, z] in mm), got {topic!r}") from None
         if not terms or centre.shape != (3,) or not np.isfinite(centre).all():
             raise CbmaError(f"topic {name!r}: needs at least one term and a centre [x, y, z]")
         if not mask.contains(mm_to_vox(centre, mask.affine))[0]:
             raise CbmaError(f"topic {name!r}: centre {centre.tolist()} is outside the mask")
-        for term in terms:
+        for term in terms + variants:
+            if not term:
+                raise CbmaError(f"topic {name!r}: a term is empty")
             if term in seen:
                 raise CbmaError(f"topic {name!r}: term {term!r} is also a term of topic "
                                 f"{seen[term]!r}")
             seen[term] = name
-        out.append({"name": name, "terms": terms, "centre": centre})
+        out.append({"name": name, "terms": terms, "variants": variants, "centre": centre})
     return out
+
+
+def _tokens(term):
+    return set("".join(c if c.isalnum() else " " for c in term.lower()).split())
 
 
 def _pseudo_words(rng, n, reserved):
@@ -241,41 +316,111 @@ def _background(rng, n_studies, n_background):
     return rows, cols
 
 
-def _weights(rng, n_studies, topics, member, n_background):
-    """Study x term weights (topic terms first, then the background terms)."""
+def _term_counts(rng, n_studies, topics, member, with_variants, n_generic, n_background):
+    """Mentions of each vocabulary term in each study's abstract (CSR, int64).
+
+    Columns: the topics' synonyms, then their variants (when ``with_variants``),
+    the ``n_generic`` first :data:`GENERIC_TERMS`, then the background terms.
+    """
     rows, cols, vals = [], [], []
     column = 0
-    low, high = _TOPIC_WEIGHTS
+
+    def add(studies, has, mentions):
+        r, c = np.nonzero(has)
+        rows.append(studies[r])
+        cols.append(column + c)
+        vals.append(mentions[r, c])
+
     for t, topic in enumerate(topics):
         studies = np.flatnonzero(member[:, t])
         n_syn = len(topic["terms"])
         has = rng.random((studies.size, n_syn)) < _SYNONYM_RATE
         none = ~has.any(axis=1)
         has[np.flatnonzero(none), rng.integers(n_syn, size=int(none.sum()))] = True
-        weight = rng.uniform(low, high, size=has.shape)
-        r, c = np.nonzero(has)
-        rows.append(studies[r])
-        cols.append(column + c)
-        vals.append(weight[r, c])
+        add(studies, has, 1 + rng.poisson(_SYNONYM_MENTIONS, size=has.shape))
         column += n_syn
+    if with_variants:
+        for t, topic in enumerate(topics):
+            studies = np.flatnonzero(member[:, t])
+            has = rng.random((studies.size, len(topic["variants"]))) < _VARIANT_RATE
+            add(studies, has, np.ones(has.shape, np.int64))
+            column += len(topic["variants"])
+    if n_generic:
+        rate = np.linspace(*_GENERIC_RATES, n_generic) if n_generic > 1 else \
+            np.array(_GENERIC_RATES[:1])
+        has = rng.random((n_studies, n_generic)) < rate
+        add(np.arange(n_studies), has, 1 + rng.poisson(_GENERIC_MENTIONS, size=has.shape))
+        column += n_generic
     b_rows, b_cols = _background(rng, n_studies, n_background)
-    # tf-idf-like: term count x inverse document frequency, L2-normalised per study
-    df = np.bincount(b_cols, minlength=n_background)
-    idf = np.log((1 + n_studies) / (1 + df)) + 1
-    tf = 1 + rng.poisson(0.7, size=b_rows.size)
-    raw = tf * idf[b_cols]
-    norm = np.sqrt(np.bincount(b_rows, weights=raw ** 2, minlength=n_studies))
-    topic_sq = np.bincount(np.concatenate(rows), weights=np.concatenate(vals) ** 2,
-                           minlength=n_studies) if rows else np.zeros(n_studies)
-    scale = np.sqrt(np.clip(1 - topic_sq, 0.25, 1)) / np.where(norm > 0, norm, 1)
     rows.append(b_rows)
     cols.append(column + b_cols)
-    vals.append(np.maximum(raw * scale[b_rows], 0.002))
-    matrix = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+    vals.append(1 + rng.poisson(_BACKGROUND_MENTIONS, size=b_rows.size))
+    counts = sp.csr_matrix((np.concatenate(vals).astype(np.int64),
+                            (np.concatenate(rows), np.concatenate(cols))),
                            shape=(n_studies, column + n_background))
-    matrix.sum_duplicates()
-    matrix.data = np.array([float(f"{v:.5g}") for v in matrix.data])  # what the file holds
+    counts.sum_duplicates()
+    counts.sort_indices()
+    return counts
+
+
+def _tfidf(counts):
+    """Neurosynth-like weights of term counts: tf-idf, L2-normalised per study.
+
+    ``mentions x (ln((1 + n) / (1 + df)) + 1)`` (scikit-learn's smoothed idf),
+    each study's row scaled to unit length, at least 0.002, 5 significant digits.
+    """
+    n = counts.shape[0]
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    idf = np.log((1 + n) / (1 + df)) + 1
+    matrix = sp.csr_matrix(counts, dtype=float)
+    matrix.data *= idf[matrix.indices]
+    norm = np.sqrt(np.add.reduceat(matrix.data ** 2, matrix.indptr[:-1])
+                   if matrix.nnz else np.zeros(n))
+    norm[np.diff(matrix.indptr) == 0] = 1.0   # reduceat gives junk for empty rows
+    matrix.data /= np.repeat(norm, np.diff(matrix.indptr))
+    matrix.data = np.array([float(f"{v:.5g}") for v in
+                            np.maximum(matrix.data, _MIN_WEIGHT).tolist()])  # as written
     return matrix
+
+
+def _abstracts(rng, counts, names, n_topic_terms):
+    """An abstract per study: every mention of its terms, a few per sentence.
+
+    The mentions are shuffled, except that the first mention of each topic
+    synonym comes first (the opening sentence says what the study is about);
+    they fill the slots of :data:`_OPENERS` and :data:`_SENTENCES` in turn.
+    """
+    out = []
+    by_size = [_SENTENCES[k] for k in sorted(_SENTENCES)]
+    for i in range(counts.shape[0]):
+        lo, hi = counts.indptr[i], counts.indptr[i + 1]
+        words = np.repeat(counts.indices[lo:hi], counts.data[lo:hi])
+        if words.size == 0:
+            out.append("")
+            continue
+        words = words[rng.permutation(words.size)]
+        _, first = np.unique(words, return_index=True)
+        lead = np.zeros(words.size, bool)
+        lead[first] = words[first] < n_topic_terms
+        words = [names[w] for w in words[np.argsort(~lead, kind="stable")].tolist()]
+        sizes = rng.integers(2, 5, size=len(words)).tolist()
+        picks = rng.integers(1 << 30, size=len(words) + 1).tolist()
+        opener = _OPENERS[picks[-1] % len(_OPENERS)]
+        sentences, start, k = [], 0, 0
+        while start < len(words):
+            if k == 0 and opener.count("{") <= len(words):
+                template = opener
+            else:
+                size = min(sizes[k], len(words) - start)
+                options = by_size[size - 1]
+                template = options[picks[k] % len(options)]
+            n_slots = template.count("{")
+            sentence = template.format(*words[start:start + n_slots])
+            sentences.append(sentence[0].upper() + sentence[1:])
+            start += n_slots
+            k += 1
+        out.append(" ".join(sentences))
+    return out
 
 
 def _titles(rng, matrix, names, n_topic_terms):
@@ -361,6 +506,13 @@ def _write_features(path, study_ids, matrix, names):
             fh.write("".join(lines))
 
 
+def _write_abstracts(path, study_ids, titles, abstracts):
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        fh.write("id\ttitle\tabstract\n")
+        fh.write("".join(f"{s}\t{t}\t{a}\n" for s, t, a in zip(study_ids.tolist(), titles,
+                                                              abstracts, strict=True)))
+
+
 # --------------------------------------------------------------------------- API
 
 
@@ -371,8 +523,8 @@ def make_database(out_dir, n_studies=14000, n_foci=500_000, n_terms=3000, topics
     Parameters
     ----------
     out_dir : str or Path
-        Folder to write ``database.txt``, ``features.txt`` and
-        ``ground_truth.json`` into (created if needed).
+        Folder to write ``database.txt``, ``features.txt``, ``abstracts.tsv``
+        and ``ground_truth.json`` into (created if needed).
     n_studies : int
         Studies (experiments); ids are PubMed-like integers from 10000000 up,
         and each study is experiment ``"{id}-1"`` once read.
@@ -383,8 +535,9 @@ def make_database(out_dir, n_studies=14000, n_foci=500_000, n_terms=3000, topics
         Vocabulary size: the topics' terms plus pseudo-word background terms.
     topics : list of dict, optional
         Planted topics, each ``{"name": str, "terms": [synonyms...], "centre":
-        [x, y, z]}`` with the centre in MNI mm inside the mask; default
-        :data:`DEFAULT_TOPICS` (eight topics, centres at least 40 mm apart).
+        [x, y, z]}`` with the centre in MNI mm inside the mask, and optionally
+        ``"variants": [rarer terms...]``; default :data:`DEFAULT_TOPICS` (eight
+        topics, centres at least 40 mm apart, two variants each).
     seed : int
         Seed of everything; the same arguments give byte-identical files.
     mask : str, Path or cbma.space.BrainMask, optional
@@ -401,21 +554,28 @@ def make_database(out_dir, n_studies=14000, n_foci=500_000, n_terms=3000, topics
     -------
     dict
         The ground truth, as written to ``ground_truth.json``: the parameters,
-        and per topic its ``name``, ``terms``, ``centre_mm``, ``study_ids``
-        (integers), ``ids`` (experiment ids ``"{study_id}-1"``) and
-        ``n_planted_foci``.
+        per topic its ``name``, ``terms``, ``variants`` (those in the
+        vocabulary), ``centre_mm``, ``study_ids`` (integers), ``ids``
+        (experiment ids ``"{study_id}-1"``) and ``n_planted_foci``, and the
+        ``generic_terms`` of the vocabulary.
 
     Notes
     -----
-    A topic study carries each synonym of its topic with probability 0.7 (at
-    least one), weighted uniformly in [0.02, 0.2]; no other study carries
-    them. Background terms have Zipf-like document frequencies (every term in
-    at least 5 studies) and tf-idf-like weights (L2-normalised per study,
-    5 significant digits); each study has 30-60 of them (more only when the
-    vocabulary is too large for every term to reach 5 studies otherwise). Foci are whole mm,
-    all inside the mask (redrawn when rounding or the Gaussian puts them
-    outside). ``features.txt`` lists the terms alphabetically, as Neurosynth
-    does, with ``0`` for absent terms.
+    The vocabulary is the topics' synonyms, their variants (when at least 20
+    terms are left for the rest), the first :data:`GENERIC_TERMS` (at most a
+    quarter of what is left) and pseudo-words. A topic study mentions each
+    synonym of its topic with probability 0.7 (at least one), 1 + Poisson(1)
+    times, and each variant with probability 0.15, once; no other study
+    mentions them. Generic terms are mentioned by every study with a fixed
+    probability, from 0.85 for the first to 0.25 for the last, 1 + Poisson(0.5)
+    times. Background terms have Zipf-like document frequencies (every term
+    in at least 5 studies); each study has 30-60 of them (more only when the
+    vocabulary is too large for every term to reach 5 studies otherwise),
+    mentioned 1 + Poisson(0.7) times. Weights are the tf-idf of the mentions
+    (scikit-learn's smoothed idf, L2-normalised per study, at least 0.002, 5
+    significant digits). Foci are whole mm, all inside the mask (redrawn when
+    rounding or the Gaussian puts them outside). ``features.txt`` lists the
+    terms alphabetically, as Neurosynth does, with ``0`` for absent terms.
     """
     n_studies, n_foci, n_terms = int(n_studies), int(n_foci), int(n_terms)
     if n_studies < 1 or n_foci < n_studies:
@@ -427,19 +587,30 @@ def make_database(out_dir, n_studies=14000, n_foci=500_000, n_terms=3000, topics
     brain, mask_name = _mask(mask)
     topics = _topics(topics, brain)
     topic_terms = [t for topic in topics for t in topic["terms"]]
-    n_background = n_terms - len(topic_terms)
-    if n_background < 0:
+    variant_terms = [t for topic in topics for t in topic["variants"]]
+    if n_terms < len(topic_terms):
         raise CbmaError(f"n_terms={n_terms} is fewer than the {len(topic_terms)} topic terms")
+    # the vocabulary: synonyms, variants (when there is room), generic terms (up to a
+    # quarter of the rest), background pseudo-words
+    room = n_terms - len(topic_terms)
+    if room - len(variant_terms) < _MIN_BACKGROUND_ROOM:
+        variant_terms = []
+    room -= len(variant_terms)
+    taken = set().union(*(_tokens(t) for t in topic_terms + variant_terms))
+    generic = [g for g in GENERIC_TERMS if not _tokens(g) & taken][:room // 4]
+    n_background = room - len(generic)
     rng = np.random.default_rng(seed)
 
-    reserved = _RESERVED | {w for t in topic_terms for w in t.replace("-", " ").split()}
+    reserved = _RESERVED | taken | ENGLISH_STOP_WORDS
     words = _pseudo_words(rng, n_background + 200, reserved)
-    names = topic_terms + words[:n_background]
+    names = topic_terms + variant_terms + generic + words[:n_background]
     surnames = [w.capitalize() for w in words[n_background:]]
     study_ids = _FIRST_ID + np.arange(n_studies, dtype=np.int64)
 
     member = rng.random((n_studies, len(topics))) < p_topic
-    matrix = _weights(rng, n_studies, topics, member, n_background)
+    mentions = _term_counts(rng, n_studies, topics, member, bool(variant_terms), len(generic),
+                            n_background)
+    matrix = _tfidf(mentions)
 
     counts = _foci_counts(rng, n_studies, n_foci)
     owner = np.repeat(np.arange(n_studies), counts)
@@ -456,23 +627,28 @@ def make_database(out_dir, n_studies=14000, n_foci=500_000, n_terms=3000, topics
     authors = _authors(rng, n_studies, surnames)
     years = rng.integers(1997, 2019, size=n_studies).tolist()
     journals = [_JOURNALS[j] for j in rng.integers(len(_JOURNALS), size=n_studies)]
+    abstracts = _abstracts(rng, mentions, names, len(topic_terms))
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_database(out / "database.txt", study_ids, counts, xyz, titles, authors, years,
                     journals, rng)
     _write_features(out / "features.txt", study_ids, matrix, names)
+    _write_abstracts(out / "abstracts.tsv", study_ids, titles, abstracts)
     truth = {
         "generator": "cbma.synthetic.make_database",
         "seed": seed, "n_studies": n_studies, "n_foci": n_foci, "n_terms": n_terms,
         "p_topic": p_topic, "topic_foci_share": topic_foci_share, "spread_mm": spread_mm,
         "mask": mask_name, "experiment_id": "{study_id}-1",
         "topics": [{
-            "name": t["name"], "terms": t["terms"], "centre_mm": t["centre"].tolist(),
+            "name": t["name"], "terms": t["terms"],
+            "variants": t["variants"] if variant_terms else [],
+            "centre_mm": t["centre"].tolist(),
             "study_ids": study_ids[member[:, k]].tolist(),
             "ids": [f"{s}-1" for s in study_ids[member[:, k]].tolist()],
             "n_planted_foci": int((topic == k).sum()),
         } for k, t in enumerate(topics)],
+        "generic_terms": generic,
     }
     with open(out / "ground_truth.json", "w", encoding="utf-8", newline="\n") as fh:
         json.dump(truth, fh, indent=1)
@@ -484,8 +660,8 @@ def main(argv=None):
     """Command line: write a synthetic database and print what was written."""
     parser = argparse.ArgumentParser(
         prog="python -m cbma.synthetic", description="Write a synthetic Neurosynth-format "
-        "database (database.txt, features.txt, ground_truth.json) with planted term-region "
-        "links.")
+        "database (database.txt, features.txt, abstracts.tsv, ground_truth.json) with planted "
+        "term-region links.")
     parser.add_argument("out_dir", help="folder to write into (created if needed)")
     parser.add_argument("--studies", type=int, default=14000, help="number of studies")
     parser.add_argument("--foci", type=int, default=500_000, help="total number of foci")
@@ -503,7 +679,7 @@ def main(argv=None):
     out = Path(args.out_dir)
     print(f"wrote {args.studies} studies, {args.foci} foci, {args.terms} terms "
           f"(seed {args.seed}) in {seconds:.1f} s:")
-    for name in ("database.txt", "features.txt", "ground_truth.json"):
+    for name in ("database.txt", "features.txt", "abstracts.tsv", "ground_truth.json"):
         print(f"  {out / name}  {(out / name).stat().st_size / 1e6:.1f} MB")
     for t in truth["topics"]:
         centre = ", ".join(f"{c:g}" for c in t["centre_mm"])
