@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import MASK, comparable, smk, write_config
 
-from cbma import correct, io, neurosynth, space, synthetic, terms
+from cbma import correct, evaluate, io, neurosynth, space, synthetic, terms
 
 PAIN, EMOTION = [40, -16, 12], [-24, -4, -20]
 
@@ -43,7 +43,19 @@ def _config(root):
                                           "method": "mkda_chi2"}},
         "decode": {"roi": {"dataset": "synth", "images": [str(root / "roi_emotion.nii.gz")],
                            "kernel": {"r": 6}}},
+        "text_model": {"n_components": 20},
+        # two phrases that share no word, whose terms co-occur; and an unrelated one
+        "queries": {"nociception": {"dataset": "synth", "text": "nociception"},
+                    "noxious": {"dataset": "synth", "text": "noxious stimuli"},
+                    "tapping": {"dataset": "synth", "text": "finger tapping"}},
+        "evaluate": {"held_out": {"dataset": "synth", "test_fraction": 0.1}},
+        "classify": {"pain_vs_emotion": {"analyses": ["pain_density", "emotion_density"]}},
     }
+
+
+def _only(config, analyses):
+    """The config's dataset with just these analyses (no other section)."""
+    return {"seed": config["seed"], "datasets": config["datasets"], "analyses": analyses}
 
 
 def _blob(mask, centre, path, fwhm=16.0):
@@ -177,8 +189,8 @@ def test_same_bytes_with_one_core(term_run, tmp_path):
     config = yaml.safe_load((root / "config.yaml").read_text())
     config["analyses"] = {"pain": config["analyses"]["pain"],
                           "pain_density": config["analyses"]["pain_density"]}
-    config.pop("contrasts")
-    config.pop("coactivation")
+    for key in ("contrasts", "coactivation", "classify"):
+        config.pop(key)
     write_config(tmp_path, config)
     smk(tmp_path, cores=1)
     ours, theirs = comparable(tmp_path / "results"), comparable(root / "results")
@@ -198,11 +210,8 @@ def test_same_bytes_with_one_core(term_run, tmp_path):
 ])
 def test_bad_selection_is_one_clear_line(term_run, tmp_path, select, message):
     root, _, _ = term_run
-    config = _config(root)
-    config["analyses"] = {"bad": {"dataset": "synth", "estimator": "mkda_chi2",
-                                  "kernel": {"r": 6}, "select": select}}
-    for key in ("coactivation", "contrasts", "decode"):
-        config.pop(key)
+    config = _only(_config(root), {"bad": {"dataset": "synth", "estimator": "mkda_chi2",
+                                           "kernel": {"r": 6}, "select": select}})
     write_config(tmp_path, config)
     res = smk(tmp_path, "--until", "select", check=False)
     assert res.returncode != 0
@@ -241,3 +250,78 @@ def test_expression_on_a_dataset_without_terms_is_an_error(tmp_path):
     res = smk(tmp_path, "--until", "select", check=False)
     assert res.returncode != 0
     assert "a.select.expression: the dataset has no term weights" in res.stderr
+
+
+def _masked(path, mask):
+    return mask.apply(np.asanyarray(nib.load(path).dataobj)).astype(float)
+
+
+def test_synonym_queries_give_the_same_map(term_run):
+    root, _, mask = term_run
+    maps = {q: _masked(root / "results" / "queries" / q / "map.nii.gz", mask)
+            for q in ("nociception", "noxious", "tapping")}
+    synonyms = evaluate.dice_top_k(maps["nociception"], maps["noxious"], ks=[5, 20])
+    unrelated = evaluate.dice_top_k(maps["nociception"], maps["tapping"], ks=[5, 20])
+    # the synonyms' maps are alike where they are high, the unrelated ones are not;
+    # beyond the planted region the maps are flat, and the order of their top 20 %
+    # comes from estimation noise (see the README): Dice there is lower than 0.5
+    assert synonyms[0] > unrelated[0] + 0.15 and synonyms[1] > unrelated[1]
+    assert np.corrcoef(maps["nociception"], maps["noxious"])[0, 1] > 0.7
+    assert np.corrcoef(maps["nociception"], maps["tapping"])[0, 1] < 0.3
+    assert _distance(_peak_mm(root / "results" / "queries" / "noxious" / "map.nii.gz", mask),
+                     PAIN) <= 10
+    terms = pd.read_csv(root / "results" / "queries" / "noxious" / "terms.tsv", sep="\t")
+    read_as = terms.loc[terms["in_text"] > 0, "term"].tolist()
+    assert read_as == ["noxious"] and "nociception" in terms["term"].head(3).tolist()
+
+
+def test_held_out_evaluation_table(term_run):
+    root, _, _ = term_run
+    out = root / "results" / "evaluation" / "held_out"
+    summary = pd.read_csv(out / "summary.tsv", sep="\t").set_index("method")
+    held_out = pd.read_csv(out / "held_out.tsv", sep="\t")
+    assert len(held_out) == summary.loc["model", "n"] == 80
+    # a random map's Dice at top k % is about k / 100, so its AUC about 0.175
+    assert summary.loc["random", "dice_auc_mean"] == pytest.approx(0.175, abs=0.01)
+    for method in ("model", "keyword"):
+        assert summary.loc[method, "dice_auc_mean"] > summary.loc["random", "dice_auc_mean"] \
+            + 3 * summary.loc[method, "dice_auc_se"]
+    assert (out / "figures" / "dice_curves.png").stat().st_size > 1000
+
+
+def test_classification_and_searchlight_find_the_planted_regions(term_run):
+    root, _, mask = term_run
+    out = root / "results" / "classify" / "pain_vs_emotion"
+    summary = json.loads((out / "classification.json").read_text())
+    scores = pd.read_csv(out / "cv_scores.tsv", sep="\t")
+    assert len(scores) == 5 and summary["sd"] == pytest.approx(
+        scores["balanced_accuracy"].std(ddof=1))
+    assert summary["mean"] > 0.8 and summary["chance"] == 0.5
+    searchlight = out / "searchlight.nii.gz"
+    accuracy = _masked(searchlight, mask)
+    xyz = space.vox_to_mm(np.argwhere(mask.data), mask.affine)
+    peak = xyz[np.argmax(accuracy)]
+    assert min(_distance(peak, PAIN), _distance(peak, EMOTION)) <= 10
+    far = (np.linalg.norm(xyz - PAIN, axis=1) > 30) & (np.linalg.norm(xyz - EMOTION, axis=1) > 30)
+    assert abs(np.median(accuracy[far]) - 0.5) < 0.05
+    # the weights point at each class's region: + for pain (the first analysis)
+    weights = _masked(out / "weights.nii.gz", mask)
+    near = lambda c: np.linalg.norm(xyz - c, axis=1) <= 6  # noqa: E731
+    assert weights[near(PAIN)].mean() > 0 > weights[near(EMOTION)].mean()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("   ", "queries.q.text: the query is empty"),
+    ("the of and", "only stop words"),
+    ("zzyzx qwerty", "no word is in the vocabulary"),
+])
+def test_bad_query_is_one_clear_line(term_run, tmp_path, text, message):
+    root, _, _ = term_run
+    config = _only(_config(root), {"pain": _config(root)["analyses"]["pain"]})
+    config["queries"] = {"q": {"dataset": "synth", "text": text}}
+    write_config(tmp_path, config)
+    res = smk(tmp_path, "--until", "query", check=False)
+    assert res.returncode != 0
+    lines = [line for line in res.stderr.splitlines() if line.startswith("cbma error:")]
+    assert len(lines) == 1 and message in lines[0], res.stderr
+    assert not (tmp_path / "results" / "queries" / "q" / "map.nii.gz").exists()

@@ -64,6 +64,22 @@ DATASET_FILES = {
     for name, d in DATASETS.items()
 }
 DECODE = config["decode"]
+
+
+def abstracts_file(dataset):
+    """A classic Neurosynth database's abstracts.tsv(.gz), read beside it (if any)."""
+    d = DATASETS[dataset]
+    if d["format"] != "neurosynth":
+        return []
+    folder = Path(DATASET_FILES[dataset][0])
+    folder = folder if folder.is_dir() else folder.parent
+    return [
+        str(p)
+        for p in (folder / "abstracts.tsv", folder / "abstracts.tsv.gz")
+        if p.exists()
+    ]
+
+
 QUERIES = config["queries"]
 EVALUATE = config["evaluate"]
 CLASSIFY = config["classify"]

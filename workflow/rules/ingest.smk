@@ -1,6 +1,7 @@
 rule ingest:
     input:
         files=lambda wc: DATASET_FILES[wc.dataset],
+        abstracts=lambda wc: abstracts_file(wc.dataset),
         mask=MASK,
     output:
         coordinates="results/datasets/{dataset}/coordinates.tsv",
