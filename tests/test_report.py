@@ -61,6 +61,7 @@ def test_snakemake_report_holds_the_figures(default_run):
     names = zipfile.ZipFile(default_run.parent / "smk_report.zip").namelist()
     assert any(n.endswith("report.html") for n in names)
     assert sorted(n.rsplit("/", 1)[1] for n in names if n.endswith(".png")) == sorted(
-        # four analyses (two ALE, a term-based one, a coactivation), the contrast and
-        # the conjunction, and the decoding
-        ["foci.png", "glass.png", "slices.png"] * 4 + ["glass.png"] * 2 + ["top_terms.png"])
+        # five analyses (two ALE, two term-based ones, a coactivation), the contrast and
+        # the conjunction, the decoding, the query, the evaluation and the classification
+        ["foci.png", "glass.png", "slices.png"] * 5 + ["glass.png"] * 3 + ["top_terms.png",
+         "dice_curves.png", "weights.png", "searchlight.png"])

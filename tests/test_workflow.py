@@ -123,7 +123,8 @@ def test_run_provenance_traces_every_output_to_its_job(default_run):
     # the input data (foci, mask, atlas) are the only files no job made
     assert sorted(Path(p).name for p, r in rule_of.items() if r is None) == [
         "HarvardOxford-cort-labels.tsv", "HarvardOxford-cort-maxprob-thr25-2mm.nii.gz",
-        "MNI152_2x2x2_brainmask.nii.gz", "database.txt.gz", "features.txt.gz",
+        "MNI152_2x2x2_brainmask.nii.gz", "abstracts.tsv.gz", "database.txt.gz",
+        "features.txt.gz",
         "semantic_knowledge_children.txt", "semantic_relatedness_children.txt"]
     # 5,000 iterations in chunks of 1,000: five seeded Monte Carlo jobs per analysis
     chunks = [j for j in jobs if j["rule"] == "fwe_null"]
@@ -136,11 +137,13 @@ def test_run_provenance_traces_every_output_to_its_job(default_run):
         counts[job["rule"]] = counts.get(job["rule"], 0) + 1
         assert set(job["outputs"]) <= set(files) and set(job["inputs"]) <= set(files)
         assert job["versions"]["cbma"] == record["cbma"]
-    # three datasets, two ALE and two chi-square analyses, one decoding
-    assert counts == {"ingest": 3, "ma_maps": 3, "select": 4, "estimate": 2, "fwe_null": 10,
-                      "fwe_correct": 2, "diagnose": 2, "figures": 4, "subtraction_null": 5,
+    # three datasets, two ALE and three chi-square analyses, a decoding, a query, an
+    # evaluation and a classification
+    assert counts == {"ingest": 3, "ma_maps": 3, "select": 5, "estimate": 2, "fwe_null": 10,
+                      "fwe_correct": 2, "diagnose": 2, "figures": 5, "subtraction_null": 5,
                       "subtraction": 1, "conjunction": 1, "compare_figure": 2, "report": 1,
-                      "chi2": 2, "neurosynth_images": 1, "term_maps": 1, "decode": 1}
+                      "chi2": 3, "neurosynth_images": 1, "term_maps": 1, "decode": 1,
+                      "text_model": 1, "query": 1, "evaluate": 1, "classify": 1}
     assert record["config"]["seed"] == record["seed"]
 
 
