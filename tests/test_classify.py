@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
-from conftest import MASK
+from conftest import MASK, mkda_maps
 
 from cbma.classify import cross_validated_classification, searchlight, searchlight_sphere_matrix
 from cbma.errors import CbmaError
@@ -12,24 +11,6 @@ from cbma.space import BrainMask, load_mask, vox_to_mm
 
 R1 = np.array([-40.0, -60.0, 40.0])
 R2 = np.array([40.0, 20.0, 0.0])
-
-
-def mkda_maps(foci, mask, radius=10.0):
-    offsets = sphere_offsets(radius, mask.voxel_size)
-    lookup = np.full(mask.data.size, -1)
-    lookup[mask.flat_indices] = np.arange(mask.n_voxels)
-    inv = np.linalg.inv(mask.affine)
-    rows, cols = [], []
-    for i, xyz in enumerate(foci):
-        ijk = np.round(xyz @ inv[:3, :3].T + inv[:3, 3]).astype(int)
-        cand = (ijk[:, None] + offsets[None]).reshape(-1, 3)
-        ok = np.all((cand >= 0) & (cand < mask.shape), axis=1)
-        col = lookup[np.ravel_multi_index(cand[ok].T, mask.shape)]
-        col = np.unique(col[col >= 0])
-        rows.append(np.full(col.size, i))
-        cols.append(col)
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    return sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(len(foci), mask.n_voxels))
 
 
 def two_groups(mask, n=200, seed=0, labels=("A", "B")):

@@ -4,8 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
-from conftest import MASK
+from conftest import MASK, mkda_maps
 
 from cbma.errors import CbmaError
 from cbma.evaluate import (
@@ -16,7 +15,6 @@ from cbma.evaluate import (
     fit_keyword_baseline,
     pearson_r,
 )
-from cbma.mkda import sphere_offsets
 from cbma.query import (
     QueryModel,
     coarse_mask,
@@ -72,25 +70,6 @@ def make_studies(n, mask, seed, sd=10.0):
         foci.append(np.vstack(xyz))
         topics.append(names[chosen[0]])
     return texts, foci, topics
-
-
-def mkda_maps(foci, mask, radius=10.0):
-    """Binary MKDA MA maps (spheres of ``radius`` mm around the foci) as CSR."""
-    offsets = sphere_offsets(radius, mask.voxel_size)
-    lookup = np.full(mask.data.size, -1)
-    lookup[mask.flat_indices] = np.arange(mask.n_voxels)
-    inv = np.linalg.inv(mask.affine)
-    rows, cols = [], []
-    for i, xyz in enumerate(foci):
-        ijk = np.round(xyz @ inv[:3, :3].T + inv[:3, 3]).astype(int)
-        cand = (ijk[:, None] + offsets[None]).reshape(-1, 3)
-        ok = np.all((cand >= 0) & (cand < mask.shape), axis=1)
-        col = lookup[np.ravel_multi_index(cand[ok].T, mask.shape)]
-        col = np.unique(col[col >= 0])
-        rows.append(np.full(col.size, i))
-        cols.append(col)
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    return sp.csr_matrix((np.ones(rows.size), (rows, cols)), shape=(len(foci), mask.n_voxels))
 
 
 @pytest.fixture(scope="module")
