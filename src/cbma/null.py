@@ -625,6 +625,17 @@ def _sphere_batch(model, centres, threshold, work, out):
                        model.sum_overlap, float(threshold), *work, out)
 
 
+def _reference_summary(stat, mask, threshold):
+    """Max statistic, largest cluster size and mass of a masked map (scipy labelling)."""
+    vol = mask.unmask(stat, dtype=float)
+    labels, n = ndimage.label(vol > threshold, structure=FACE_CONNECTIVITY)
+    if n == 0:
+        return stat.max(), 0, 0.0
+    sizes = np.bincount(labels.ravel())[1:]
+    masses = ndimage.sum_labels(vol - threshold, labels, index=np.arange(1, n + 1))
+    return stat.max(), sizes.max(), masses.max()
+
+
 def sphere_iteration_reference(model, centres, threshold):
     """One MKDA/KDA iteration computed plainly (dense sums, scipy labelling), for tests.
 
@@ -656,13 +667,7 @@ def sphere_iteration_reference(model, centres, threshold):
                 ma[i, j, k] = 1
         counts += ma
     stat = model.value * model.mask.apply(counts)
-    vol = model.mask.unmask(stat, dtype=float)
-    labels, n = ndimage.label(vol > threshold, structure=FACE_CONNECTIVITY)
-    if n == 0:
-        return stat.max(), 0, 0.0
-    sizes = np.bincount(labels.ravel())[1:]
-    masses = ndimage.sum_labels(vol - threshold, labels, index=np.arange(1, n + 1))
-    return stat.max(), sizes.max(), masses.max()
+    return _reference_summary(stat, model.mask, threshold)
 
 
 def iteration_reference(model, centres, threshold):
@@ -695,10 +700,4 @@ def iteration_reference(model, centres, threshold):
             np.maximum.at(vol, c + off, val)
         rows.append(vol[model.candidates])
     stat = ale_stat(sp.csr_matrix(np.array(rows)))
-    vol = model.mask.unmask(stat, dtype=float)
-    labels, n = ndimage.label(vol > threshold, structure=FACE_CONNECTIVITY)
-    if n == 0:
-        return stat.max(), 0, 0.0
-    sizes = np.bincount(labels.ravel())[1:]
-    masses = ndimage.sum_labels(vol - threshold, labels, index=np.arange(1, n + 1))
-    return stat.max(), sizes.max(), masses.max()
+    return _reference_summary(stat, model.mask, threshold)
