@@ -25,11 +25,15 @@ def test_report_opens_in_a_browser_with_every_image(default_run, tmp_path):
                                  ".map(h => h.textContent)")
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
-    assert len(images) == 8 and all(ok for _, ok in images), images
-    assert headings[:4] == ["Analysis: knowledge", "Analysis: related",
-                            "Contrast: knowledge_minus_related",
-                            "Conjunction: knowledge_and_related"]
-    assert {"Methods", "Provenance"} <= set(headings)
+    # 3 per ALE analysis, 2 per chi-square analysis or coactivation, 1 per contrast,
+    # conjunction, decoding, query and evaluation, 2 for the classification
+    assert len(images) == 19 and all(ok for _, ok in images), images
+    assert headings == ["Analysis: knowledge", "Analysis: related", "Analysis: pain",
+                        "Analysis: emotion", "Coactivation: amygdala",
+                        "Contrast: knowledge_minus_related",
+                        "Conjunction: knowledge_and_related", "Decoding: amygdala_map",
+                        "Query: nociception", "Evaluation: held_out",
+                        "Classification: pain_vs_emotion", "Methods", "Provenance"]
 
 
 def test_methods_paragraph_follows_the_parameters():
