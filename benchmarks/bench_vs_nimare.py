@@ -120,6 +120,19 @@ def fwe_result(stat, threshold, parts):
             "n_sig_voxel": int((p["level-voxel"] < 0.05).sum()),
             "n_sig_cluster_size": int((p["desc-size_level-cluster"] < 0.05).sum())}
 
+def time_fwe(model, warm_threshold, fit):
+    # wall time and results of a fit (MA maps, statistic, null) and its Monte Carlo FWE
+    null.run_iterations(model, 0, "w", range(2), warm_threshold)  # warm the compiled code
+    start = time.perf_counter()
+    maps, hist = fit()
+    thr = estimators.null_threshold(0.001, *hist)
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(lambda its: null.run_iterations(model, 0, item, its, thr),
+                              halves(n_iters)))
+    result = fwe_result(maps["stat"], thr, parts)
+    wall = time.perf_counter() - start
+    return wall, {**result, "cluster_forming_stat": float(thr)}
+
 if item == "mkda_chi2":
     tables = [table_of("knowledge"), table_of("related")]
     mkda.chi2_fdr_maps(mkda.mkda_chi2(mkda_ma_of(tables[0])[1], mkda_ma_of(tables[1])[1]))
@@ -136,17 +149,7 @@ elif item == "mkda_knowledge":
     exps, _ = mkda_ma_of(table)
     model = null.SphereFociModel(exps["n_foci"].to_numpy(),
                                  mkda.sphere_offsets(radius, mask.voxel_size), mask)
-    null.run_iterations(model, 0, "w", range(2), 4.0)  # warm the compiled code
-    start = time.perf_counter()
-    _, ma = mkda_ma_of(table)
-    maps, hist = mkda.mkda_density(ma)
-    thr = estimators.null_threshold(0.001, *hist)
-    with ThreadPoolExecutor(2) as pool:
-        parts = list(pool.map(lambda its: null.run_iterations(model, 0, item, its, thr),
-                              halves(n_iters)))
-    result = fwe_result(maps["stat"], thr, parts)
-    wall = time.perf_counter() - start
-    result["cluster_forming_stat"] = float(thr)
+    wall, result = time_fwe(model, 4.0, lambda: mkda.mkda_density(mkda_ma_of(table)[1]))
 elif item == "subtraction":
     tables = [table_of("knowledge"), table_of("related")]
     # warm the compiled code (numba caches it on disk after the first run)
@@ -165,16 +168,8 @@ else:
     table = table_of(item.removeprefix("ale_"))
     exps, fwhms, _ = ma_of(table)
     model = null.RandomFociModel(exps["n_foci"].to_numpy(), fwhms, mask)
-    null.run_iterations(model, 0, "w", range(2), 0.01)  # warm the compiled code
-    start = time.perf_counter()
-    _, _, ma = ma_of(table)
-    maps, hist = estimators.ale(ma)
-    thr = estimators.null_threshold(0.001, *hist)
-    with ThreadPoolExecutor(2) as pool:
-        parts = list(pool.map(lambda its: null.run_iterations(model, 0, item, its, thr),
-                              halves(n_iters)))
-    result = fwe_result(maps["stat"], thr, parts)
-    wall = time.perf_counter() - start
+    wall, result = time_fwe(model, 0.01, lambda: estimators.ale(ma_of(table)[2]))
+    del result["cluster_forming_stat"]
 print(json.dumps({"wall_s": wall, "peak_rss_mb": peak_mb(), **result}))
 """
 

@@ -12,14 +12,17 @@ def main(job):
     smk = job.smk
     mask = space.load_mask(smk.input.mask)
     if "versus" in smk.input.keys():  # an analysis: its selection against the others
-        groups = [selection.selected_ma(smk.input.ma, s)
-                  for s in (smk.input.selection, smk.input.versus)]
+        files = [smk.input.ma] * 2
+        groups = [smk.input.selection, smk.input.versus]
         name = smk.wildcards.analysis
     else:  # a contrast of two analyses
-        groups = [selection.selected_ma(m, s)
-                  for m, s in zip(smk.input.ma, smk.input.selections, strict=True)]
+        files, groups = list(smk.input.ma), list(smk.input.selections)
         name = smk.wildcards.contrast
-    (ma1, ids1), (ma2, ids2) = groups
+    loaded = {f: io.load_sparse(f) for f in dict.fromkeys(files)}  # each file once
+    (ma1, ids1), (ma2, ids2) = (
+        (loaded[f][0][rows], np.asarray(loaded[f][1]["ids"], dtype=str)[rows])
+        for f, g in zip(files, groups, strict=True)
+        for rows in [selection.rows_of(loaded[f][1]["ids"], selection.read_selection(g))])
     both = np.intersect1d(ids1, ids2)
     if both.size:
         job.log(f"{both.size} experiments are in both groups (e.g. {both[0]}): they count in "

@@ -20,10 +20,10 @@ def main(job):
     ma, extra = io.load_sparse(smk.input.ma)
     ids = np.asarray(extra["ids"], dtype=str)
     first, second = (selection.read_selection(s) for s in smk.input.selections)
-    both = np.intersect1d(first, second)
+    first, second, both = selection.drop_shared(first, second)
     if both.size:
         job.log(f"{both.size} studies are in both selections: left out", echo=True)
-    rows = [selection.rows_of(ids, np.setdiff1d(g, both)) for g in (first, second)]
+    rows = [selection.rows_of(ids, g) for g in (first, second)]
     # label 1: the first analysis (positive weights favour it), 0: the second
     labels = np.r_[np.ones(rows[0].size, dtype=int), np.zeros(rows[1].size, dtype=int)]
     data = ma[np.r_[rows[0], rows[1]]]

@@ -36,11 +36,13 @@ def main(job):
     smk = job.smk
     config = smk.params.config
     analyses = smk.params.analyses
-    sections, inputs = [], {}
+    sections, inputs, coordinates = [], {}, {}
     for name, analysis in analyses.items():
         dataset = analysis["dataset"]
         base = Path("results/analyses") / name
-        all_coords = io.read_tsv(f"results/datasets/{dataset}/coordinates.tsv")
+        if dataset not in coordinates:
+            coordinates[dataset] = io.read_tsv(f"results/datasets/{dataset}/coordinates.tsv")
+        all_coords = coordinates[dataset]
         chosen = selection.read_selection(base / "selection.tsv")
         coords = selection.selected_coordinates(all_coords, chosen)
         n_dataset = all_coords["id"].nunique()

@@ -31,10 +31,9 @@ def main(job):
         versus = selection.versus_rest(chosen, coordinates)
     elif p.versus:
         versus = _pick(job, p.versus, "versus", coordinates, weights, mask)
-        both = np.intersect1d(chosen, versus)
+        chosen, versus, both = selection.drop_shared(chosen, versus)
         if both.size:
             job.log(f"{both.size} experiments are in both groups: dropped from both", echo=True)
-            chosen, versus = chosen[~np.isin(chosen, both)], versus[~np.isin(versus, both)]
     n_all = coordinates["id"].nunique()
     job.log(f"{name}: {len(chosen)} of {n_all} experiments selected"
             + (f", compared with {len(versus)}" if p.versus else ""), echo=True)

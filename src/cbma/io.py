@@ -245,10 +245,10 @@ def read_dataset(paths, fmt, talairach_transform="icbm_other"):
     pandas.DataFrame
         The canonical coordinates table (see the module docstring).
     """
-    return load_dataset(paths, fmt, talairach_transform)[0]
+    return load_dataset(paths, fmt, talairach_transform, terms=False)[0]
 
 
-def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None):
+def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None, terms=True):
     """Read a dataset: its foci in MNI space, its term weights and its studies.
 
     Parameters
@@ -264,6 +264,8 @@ def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None):
         (see :func:`cbma.space.tal2mni`).
     features : str or Path, optional
         ``neurosynth`` only: the study x term weights (``features.txt``).
+    terms : bool
+        Read the term weights (False: the weights returned are empty).
 
     Returns
     -------
@@ -286,14 +288,15 @@ def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None):
         if len(paths) != 1:
             raise CbmaError(f"a {fmt} dataset is one database (got {len(paths)} paths)")
         if fmt == "neurosynth":
-            table, weights, studies = neurosynth.read_neurosynth(paths[0], features)
+            table, weights, studies = neurosynth.read_neurosynth(
+                paths[0], features if terms else None)
         else:
             table, weights, studies = neurosynth.read_neurosynth_v7(paths[0])
         tables = [table]
     else:
         tables = [READERS[fmt](p) for p in paths]
         weights = studies = None
-        if fmt == "nimare_json":
+        if fmt == "nimare_json" and terms:
             labelled = [neurosynth.read_nimare_json_labels(p) for p in paths]
             weights, studies = _merge_labels(labelled)
     table = pd.concat(tables, ignore_index=True)

@@ -181,6 +181,21 @@ def versus_rest(selected, coordinates):
 
 
 
+def drop_shared(first, second):
+    """Two groups of experiment ids without the ids they share.
+
+    Returns
+    -------
+    first, second : ndarray of str
+        The groups, each in its own order, without the shared ids.
+    shared : ndarray of str
+        The ids in both, sorted.
+    """
+    shared = np.intersect1d(first, second)
+    return (np.asarray(first)[~np.isin(first, shared)],
+            np.asarray(second)[~np.isin(second, shared)], shared)
+
+
 def rows_of(ma_ids, selected):
     """Row numbers of the selected experiments in a dataset's MA matrix.
 
