@@ -22,8 +22,9 @@ rules do, with the same library calls and defaults:
    split as ``scripts/evaluate.py`` splits them (seed 0, evaluation name
    ``synthetic``: 10 % held out, at most 500);
 5. :func:`cbma.query.fit_query_model` on the training studies with their MA
-   maps as targets (the config defaults: 100 components, smoothing 0.1,
-   4 mm grid; NeuroQuery's feature screening, ``--no-screening`` to fit one
+   maps as targets (the config defaults: a rank of a tenth of the terms,
+   at most 100, the smoothing weight chosen by GCV over 0.1-0.9, 4 mm grid;
+   NeuroQuery's feature screening, ``--no-screening`` to fit one
    ridge on all terms instead);
 6. :func:`cbma.evaluate.evaluate_held_out` on the brain mask: the model, the
    keyword baseline (mean map of the training studies having each matched
@@ -66,7 +67,8 @@ METRICS = ("dice_auc", "dice_5", "dice_10", "dice_20", "dice_30")
 SEED = 0
 NAME = "synthetic"          # the evaluation's name: seeds the split, as in the workflow
 TEST_FRACTION, MAX_TEST = 0.1, 500
-MODEL = {"n_components": 100, "smoothing": 0.1, "grid_mm": 4}   # config defaults
+MODEL = {"n_components": "auto", "smoothing": [0.1, 0.3, 0.5, 0.7, 0.9],   # config defaults
+         "grid_mm": 4}
 R_MM = 6.0
 
 
@@ -147,7 +149,8 @@ def run_size(size, root, screening=True):
         "n_scored": int(summary.loc["model", "n"]),
         "words_per_text_mean": float(np.mean(words)),
         "terms_per_text_mean": float(result.table["n_terms"].mean()),
-        "alpha": model.alpha, "n_vocabulary": len(vocabulary),
+        "alpha": model.alpha, "smoothing": model.smoothing,
+        "n_components": int(model.components.shape[1]), "n_vocabulary": len(vocabulary),
         "n_kept_terms": len(kept), "n_kept_topic_terms": len(planted & set(kept)),
         "n_topic_terms": len(planted), "kept_terms": sorted(kept) if len(kept) <= 100 else None,
         "subsets": subsets,
@@ -162,7 +165,8 @@ def print_result(res):
     print(f"\n{res['size']}: {res['studies']} studies, {res['foci']} foci, {res['terms']} "
           f"terms; fit on {res['n_train']}, {res['n_scored']} held-out studies scored "
           f"(texts: {res['words_per_text_mean']:.0f} words, {res['terms_per_text_mean']:.0f} "
-          f"vocabulary terms on average); ridge alpha {res['alpha']:g}")
+          f"vocabulary terms on average); ridge alpha {res['alpha']:g}, smoothing "
+          f"{res['smoothing']:g} (GCV), rank {res['n_components']}")
     head = f"{'':16s}" + "".join(f"{k:>18s}" for k in METRICS)
     print(head)
     for method in METHODS:

@@ -15,11 +15,15 @@ def main(job):
     model = query.fit_query_model(texts, vocabulary, ma, mask, seed=smk.params.seed,
                                   **text.model_options(p, len(vocabulary)))
     model.save(smk.output.model)
+    tried = ", ".join(f"{w:g}" for w in model.smoothings)
     job.log(f"{smk.wildcards.dataset}: {model.n_studies} studies, {len(vocabulary)} terms, "
-            f"{model.coarse.n_voxels} voxels of {p['grid_mm']:g} mm; ridge alpha "
-            f"{model.alpha:g} (GCV)", echo=True)
+            f"{model.coarse.n_voxels} voxels of {p['grid_mm']:g} mm; rank "
+            f"{model.components.shape[1]}; smoothing w {model.smoothing:g} (GCV over {tried}), "
+            f"ridge alpha {model.alpha:g} (GCV)", echo=True)
     job.finish(outputs=[smk.output.model], seed=smk.params.seed,
-               extra={"n_studies": int(model.n_studies), "alpha": float(model.alpha)})
+               extra={"n_studies": int(model.n_studies), "alpha": float(model.alpha),
+                      "smoothing": float(model.smoothing),
+                      "n_components": int(model.components.shape[1])})
 
 
 run(snakemake, main)  # noqa: F821

@@ -4,7 +4,8 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import MASK, mkda_maps
+import yaml
+from conftest import MASK, REPO, mkda_maps
 
 from cbma.errors import CbmaError
 from cbma.evaluate import (
@@ -16,6 +17,7 @@ from cbma.evaluate import (
     pearson_r,
 )
 from cbma.query import (
+    DEFAULT_SMOOTHINGS,
     QueryModel,
     coarse_mask,
     downsample_maps,
@@ -206,6 +208,42 @@ def test_closed_form_ridge_matches_sklearn():
             np.testing.assert_allclose(model.intercept, ridge.intercept_, atol=1e-5)
     np.testing.assert_allclose(model.gcv, gcv, rtol=1e-5)
     assert model.alpha == alphas[int(np.argmin(gcv))]
+
+
+def test_smoothing_weight_chosen_by_gcv(studies, mask):
+    texts, foci, _ = studies
+    ma = mkda_maps(foci[:300], mask)
+    kwargs = {"n_components": 8, "min_df": 3, "screening": False}
+    chosen = fit_query_model(texts[:300], VOCABULARY, ma, mask, smoothing=[0.9, 0.1, 0.5],
+                             **kwargs)
+    np.testing.assert_array_equal(chosen.smoothings, [0.1, 0.5, 0.9])
+    single = {w: fit_query_model(texts[:300], VOCABULARY, ma, mask, smoothing=w, **kwargs)
+              for w in (0.1, 0.5, 0.9)}
+    # each candidate's GCV error is that of a model fitted at that weight alone
+    np.testing.assert_allclose(chosen.smoothing_gcv, [single[w].gcv.min() for w in (0.1, 0.5, 0.9)],
+                               rtol=1e-6)
+    best = min(single, key=lambda w: single[w].gcv.min())
+    assert chosen.smoothing == best and chosen.alpha == single[best].alpha
+    np.testing.assert_allclose(chosen.coef, single[best].coef, atol=1e-6)
+    np.testing.assert_allclose(chosen.intercept, single[best].intercept, atol=1e-6)
+    # the automatic rank is a tenth of the terms seen in training
+    seen = int((chosen.df > 0).sum())
+    assert chosen.components.shape[1] == 8
+    auto = fit_query_model(texts[:300], VOCABULARY, ma, mask, min_df=3, smoothing=0.1)
+    assert auto.components.shape[1] == max(1, seen // 10)
+    for bad in (1.5, -0.1, [], [0.2, "x"], True):
+        with pytest.raises(CbmaError, match="smoothing must be"):
+            fit_query_model(texts[:50], VOCABULARY, ma[:50], mask, smoothing=bad)
+    for bad in (0, 2.5, "many"):
+        with pytest.raises(CbmaError, match="n_components must be"):
+            fit_query_model(texts[:50], VOCABULARY, ma[:50], mask, n_components=bad)
+
+
+def test_config_default_smoothings_are_the_library_defaults():
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    settings = schema["properties"]["text_model"]["properties"]
+    assert tuple(settings["smoothing"]["default"]) == DEFAULT_SMOOTHINGS
+    assert settings["n_components"]["default"] == "auto"
 
 
 def test_save_load_is_deterministic(model, studies, mask, tmp_path):

@@ -517,7 +517,9 @@ def query_section(name, block, terms, figure):
                "smoothed through a low-rank (NMF) factorisation of the terms' co-occurrence "
                "across the studies' texts, so that related terms contribute, and multiplied "
                "by ridge-regression coefficients fitted from the studies' texts to their "
-               "sphere maps (after NeuroQuery, Dockes et al., 2020).")
+               "sphere maps (after NeuroQuery, Dockes et al., 2020); the weight of the "
+               "related terms and the ridge penalty were chosen by generalised "
+               "cross-validation.")
     return {
         "kind": "Query", "name": name, "anchor": f"query-{name}",
         "facts": [("text", block["text"]), ("read as", ", ".join(matched) or "none"),

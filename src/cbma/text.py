@@ -45,5 +45,8 @@ def study_texts(studies_path, ids, weights, where="dataset"):
 
 def model_options(settings, n_terms):
     """Keyword arguments of :func:`cbma.query.fit_query_model` from the ``text_model`` config."""
-    return {"n_components": int(min(settings["n_components"], max(n_terms - 1, 1))),
-            "smoothing": settings["smoothing"], "voxel_mm": settings["grid_mm"]}
+    rank = settings["n_components"]
+    if rank != "auto":
+        rank = int(min(rank, max(n_terms - 1, 1)))
+    return {"n_components": rank, "smoothing": settings["smoothing"],
+            "voxel_mm": settings["grid_mm"]}
