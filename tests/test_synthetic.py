@@ -72,6 +72,11 @@ def test_default_topics_are_apart_inside_the_mask_with_a_phrase(mask):
         assert np.linalg.norm(a - b) >= 40
     words = [t for topic in synthetic.DEFAULT_TOPICS for t in topic["terms"]]
     assert any(" " in t for t in words) and len(set(words)) == len(words)
+    # each topic has a network of five regions in the mask, away from every centre
+    for topic in synthetic.DEFAULT_TOPICS:
+        nodes = np.array(topic["network"], dtype=float)
+        assert nodes.shape == (5, 3) and mask.contains(space.mm_to_vox(nodes, mask.affine)).all()
+        assert np.linalg.norm(nodes[:, None] - centres[None], axis=2).min() >= 24, topic["name"]
 
 
 def test_vocabulary_is_zipf_like_and_each_study_has_background_terms(made):
@@ -139,6 +144,38 @@ def test_topic_foci_concentrate_near_the_planted_centre(made):
         assert inside > 0.2 and inside > 10 * outside, (topic["name"], inside, outside)
 
 
+def test_topic_foci_gather_around_the_network_regions(made):
+    _, truth, table, _, _ = made
+    foci = study_foci(table)
+    for topic in truth["topics"]:
+        members = set(topic["ids"])
+        nodes = np.array(topic["network_mm"])
+        near = {k: np.linalg.norm(xyz[:, None] - nodes[None], axis=2).min(axis=1) <= 15
+                for k, xyz in foci.items()}
+        inside = np.concatenate([v for k, v in near.items() if k in members]).mean()
+        outside = np.concatenate([v for k, v in near.items() if k not in members]).mean()
+        # five regions share 60 % of the foci left after the centre's 40 % (36 % of all),
+        # 10 mm s.d.: about a third of those fall within 15 mm of their region
+        assert inside > 0.1 and inside > 3 * outside, (topic["name"], inside, outside)
+        assert topic["n_network_foci"] > 0.5 * topic["n_planted_foci"]
+
+
+def test_networks_move_only_foci(tmp_path, made):
+    """Without networks the same seed gives the same studies, terms, texts and most foci."""
+    out, truth, table, _, _ = made
+    plain = synthetic.make_database(tmp_path, seed=3, network_share=0.0, **SIZE)
+    for name in ("features.txt", "abstracts.tsv"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+    assert [t["ids"] for t in plain["topics"]] == [t["ids"] for t in truth["topics"]]
+    assert all(t["n_network_foci"] == 0 for t in plain["topics"])
+    other, _, _ = neurosynth.read_neurosynth(tmp_path / "database.txt", tmp_path / "features.txt")
+    moved = (other[["x", "y", "z"]].to_numpy() != table[["x", "y", "z"]].to_numpy()).any(axis=1)
+    assert (other["id"] == table["id"]).all()
+    # every focus drawn around a network region moved (a draw may land where it was: rare)
+    n_network = sum(t["n_network_foci"] for t in truth["topics"])
+    assert 0.99 * n_network <= moved.sum() <= n_network
+
+
 def test_synonyms_co_occur_and_unrelated_terms_do_not(made):
     _, truth, _, weights, _ = made
     column = {t: j for j, t in enumerate(weights.terms)}
@@ -203,6 +240,12 @@ def test_custom_topics_mask_and_errors(tmp_path, mask):
     with pytest.raises(CbmaError, match="outside the mask"):
         synthetic.make_database(tmp_path, n_studies=5, n_foci=10, n_terms=5, mask=MASK,
                                 topics=[{"name": "x", "terms": ["x"], "centre": [0, 0, 200]}])
+    with pytest.raises(CbmaError, match=r"region \[0.0, 0.0, 200.0\] is outside the mask"):
+        synthetic.make_database(tmp_path, n_studies=5, n_foci=10, n_terms=5, mask=MASK,
+                                topics=[{"name": "x", "terms": ["x"], "centre": [0, -40, 20],
+                                         "network": [[0, 0, 200]]}])
+    with pytest.raises(CbmaError, match="network_share must lie"):
+        synthetic.make_database(tmp_path, n_studies=5, n_foci=10, n_terms=30, network_share=2)
     with pytest.raises(CbmaError, match="fewer than the"):
         synthetic.make_database(tmp_path, n_studies=5, n_foci=10, n_terms=3)
     with pytest.raises(CbmaError, match="one focus per study"):

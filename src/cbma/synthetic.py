@@ -5,11 +5,14 @@
 whose ground truth is known: a few *topics*, each a region of the brain and a
 small set of synonym terms. A study belongs to each topic independently; a
 topic study carries (most of) the topic's synonyms in its term weights and
-reports a share of its foci around the topic's centre. Everything else is
-noise: the other foci are uniform over the brain mask, and the background
+reports a share of its foci around the topic's centre and, more loosely, a
+share of the others around the regions of the topic's network (as studies of
+pain report the insula first, and the cingulate, thalamus and secondary
+somatosensory cortex too). Everything else is noise: the other foci are
+uniform over the brain mask, and the background
 vocabulary (pronounceable pseudo-words with Zipf-like document frequencies)
 carries no spatial signal. ``ground_truth.json`` lists the topics, their
-centres and their studies, for benchmarks and tests of term-based
+centres, networks and studies, for benchmarks and tests of term-based
 meta-analysis, decoding and free-text queries.
 
 Texts
@@ -52,33 +55,56 @@ __all__ = ["DEFAULT_MASK", "DEFAULT_TOPICS", "make_database", "main"]
 DEFAULT_MASK = (Path(__file__).resolve().parents[2] / "resources" / "templates"
                 / "MNI152_2x2x2_brainmask.nii.gz")
 
-#: Planted topics: synonym terms and a region centre (MNI mm) inside the default
-#: mask, every two centres at least 40 mm apart.
+#: Planted topics: synonym terms, a region centre (MNI mm) inside the default mask,
+#: every two centres at least 40 mm apart, and a network of five weaker regions, each at
+#: least 24 mm from every centre (networks may share regions, as real ones do).
 DEFAULT_TOPICS = [
     {"name": "pain", "terms": ["pain", "nociception", "noxious"],
      "variants": ["painful", "hyperalgesia"],
-     "centre": [40, -16, 12]},   # right insula
+     "centre": [40, -16, 12],   # right insula
+     # left insula, dorsal anterior cingulate, right thalamus, right and left secondary
+     # somatosensory cortex
+     "network": [[-38, -18, 12], [2, 8, 40], [12, -20, 4], [60, -30, 26], [-56, -24, 20]]},
     {"name": "working memory", "terms": ["working memory", "n-back", "maintenance"],
      "variants": ["memory load", "sternberg"],
-     "centre": [-36, 24, 36]},   # left dorsolateral prefrontal cortex
+     "centre": [-36, 24, 36],   # left dorsolateral prefrontal cortex
+     # right dorsolateral prefrontal, left and right intraparietal sulcus,
+     # pre-SMA, left cerebellum
+     "network": [[40, 30, 32], [-34, -56, 46], [36, -56, 46], [2, 14, 52], [-30, -62, -32]]},
     {"name": "emotion", "terms": ["emotion", "affective", "amygdala"],
      "variants": ["fearful", "valence"],
-     "centre": [-24, -4, -20]},  # left amygdala
+     "centre": [-24, -4, -20],  # left amygdala
+     # right amygdala, ventromedial and dorsomedial prefrontal, left hippocampus,
+     # right anterior insula
+     "network": [[24, -4, -20], [0, 46, -10], [0, 52, 24], [-30, -28, -8], [36, 20, -4]]},
     {"name": "reward", "terms": ["reward", "incentive"],
      "variants": ["monetary", "reinforcement"],
-     "centre": [12, 14, -8]},    # right ventral striatum
+     "centre": [12, 14, -8],    # right ventral striatum
+     # left ventral striatum, right and left orbitofrontal, ventral tegmental area,
+     # medial prefrontal
+     "network": [[-12, 14, -8], [26, 38, -14], [0, -18, -14], [2, 50, 2], [-22, 42, -16]]},
     {"name": "motor", "terms": ["motor", "finger tapping"],
      "variants": ["keypress", "sensorimotor"],
-     "centre": [-38, -22, 56]},  # left primary motor cortex
+     "centre": [-38, -22, 56],  # left primary motor cortex
+     # right cerebellum, SMA, left putamen, left thalamus, right motor cortex
+     "network": [[16, -56, -30], [-4, -6, 58], [-26, -4, 6], [-12, -20, 6], [38, -22, 56]]},
     {"name": "language", "terms": ["language", "semantic"],
      "variants": ["sentence comprehension", "lexical"],
-     "centre": [-42, 28, -4]},   # left inferior frontal gyrus
+     "centre": [-42, 28, -4],   # left inferior frontal gyrus
+     # left posterior superior and middle temporal, left temporal pole, right
+     # cerebellum, left angular gyrus
+     "network": [[-54, -40, 4], [-56, -20, -8], [-46, 10, -28], [28, -72, -30], [-44, -64, 30]]},
     {"name": "visual", "terms": ["visual", "occipital"],
      "variants": ["checkerboard", "retinotopic"],
-     "centre": [10, -86, 4]},    # primary visual cortex
+     "centre": [10, -86, 4],    # primary visual cortex
+     # left V1, left and right V5/MT, right and left dorsal extrastriate
+     "network": [[-14, -92, 8], [-44, -72, 2], [46, -70, 2], [22, -86, 28], [-22, -84, 22]]},
     {"name": "face", "terms": ["face recognition", "faces", "fusiform"],
      "variants": ["prosopagnosia", "facial identity"],
-     "centre": [40, -52, -18]},  # right fusiform gyrus
+     "centre": [40, -52, -18],  # right fusiform gyrus
+     # left fusiform, right and left occipital face area, right posterior STS,
+     # right inferior frontal
+     "network": [[-40, -52, -18], [40, -78, -10], [50, -48, 8], [-40, -80, -10], [44, 22, -8]]},
 ]
 
 #: Common words of neuroimaging abstracts, most frequent first: vocabulary terms that
@@ -180,13 +206,17 @@ def _topics(topics, mask):
             terms = [" ".join(str(t).lower().split()) for t in topic["terms"]]
             variants = [" ".join(str(t).lower().split()) for t in topic.get("variants", [])]
             centre = np.asarray(topic["centre"], dtype=float)
+            network = np.asarray(topic.get("network", []), dtype=float).reshape(-1, 3)
         except (AttributeError, KeyError, TypeError, ValueError):
             raise CbmaError(f"topic {k + 1}: expected name, terms (a list), optional variants "
-                            f"(a list) and centre ([x, y, z] in mm), got {topic!r}") from None
+                            f"(a list), centre ([x, y, z] in mm) and optional network (a list "
+                            f"of [x, y, z]), got {topic!r}") from None
         if not terms or centre.shape != (3,) or not np.isfinite(centre).all():
             raise CbmaError(f"topic {name!r}: needs at least one term and a centre [x, y, z]")
-        if not mask.contains(mm_to_vox(centre, mask.affine))[0]:
-            raise CbmaError(f"topic {name!r}: centre {centre.tolist()} is outside the mask")
+        for where in [centre, *network]:
+            if not np.isfinite(where).all() or not mask.contains(
+                    mm_to_vox(where, mask.affine))[0]:
+                raise CbmaError(f"topic {name!r}: region {where.tolist()} is outside the mask")
         for term in terms + variants:
             if not term:
                 raise CbmaError(f"topic {name!r}: a term is empty")
@@ -194,7 +224,8 @@ def _topics(topics, mask):
                 raise CbmaError(f"topic {name!r}: term {term!r} is also a term of topic "
                                 f"{seen[term]!r}")
             seen[term] = name
-        out.append({"name": name, "terms": terms, "variants": variants, "centre": centre})
+        out.append({"name": name, "terms": terms, "variants": variants, "centre": centre,
+                    "network": network})
     return out
 
 
@@ -268,6 +299,29 @@ def _draw_foci(rng, mask, voxels_mm, centres, topic, spread_mm):
             return xyz
     raise CbmaError("could not place the foci inside the mask (is spread_mm far larger than "
                     "the brain?)")
+
+
+def _network_foci(rng, mask, voxels_mm, topics, member, owner, topic, xyz, share, spread_mm):
+    """Move a ``share`` of the member studies' unplanted foci to their topics' networks.
+
+    ``xyz`` is changed in place. A random stream of its own (``rng``) leaves
+    every other draw of the database as it is without networks. Returns the
+    topic whose network each focus was drawn around (-1 for the others).
+    """
+    sizes = np.array([len(t["network"]) for t in topics])
+    nodes = np.concatenate([t["network"] for t in topics] + [np.zeros((0, 3))])
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    eligible = member[owner] & (sizes > 0)[None, :]
+    n_eligible = eligible.sum(axis=1)
+    moved = (topic < 0) & (n_eligible > 0) & (rng.random(owner.size) < share)
+    idx = np.flatnonzero(moved)
+    pick = np.floor(rng.random(idx.size) * n_eligible[idx])
+    which = np.argmax(np.cumsum(eligible[idx], axis=1) > pick[:, None], axis=1)
+    node = first[which] + np.floor(rng.random(idx.size) * sizes[which]).astype(np.int64)
+    xyz[idx] = _draw_foci(rng, mask, voxels_mm, nodes, node, spread_mm)
+    network = np.full(owner.size, -1, dtype=np.int64)
+    network[idx] = which
+    return network
 
 
 def _background(rng, n_studies, n_background):
@@ -517,7 +571,8 @@ def _write_abstracts(path, study_ids, titles, abstracts):
 
 
 def make_database(out_dir, n_studies=14000, n_foci=500_000, n_terms=3000, topics=None, seed=0,
-                  mask=None, p_topic=0.08, topic_foci_share=0.4, spread_mm=6.0):
+                  mask=None, p_topic=0.08, topic_foci_share=0.4, spread_mm=6.0,
+                  network_share=0.6, network_spread_mm=10.0):
     """Write a synthetic Neurosynth-format database with planted term-region links.
 
     Parameters
@@ -536,8 +591,10 @@ def make_database(out_dir, n_studies=14000, n_foci=500_000, n_terms=3000, topics
     topics : list of dict, optional
         Planted topics, each ``{"name": str, "terms": [synonyms...], "centre":
         [x, y, z]}`` with the centre in MNI mm inside the mask, and optionally
-        ``"variants": [rarer terms...]``; default :data:`DEFAULT_TOPICS` (eight
-        topics, centres at least 40 mm apart, two variants each).
+        ``"variants": [rarer terms...]`` and ``"network": [[x, y, z], ...]``
+        (further regions of the topic, in the mask); default
+        :data:`DEFAULT_TOPICS` (eight topics, centres at least 40 mm apart, two
+        variants and a network of five regions each).
     seed : int
         Seed of everything; the same arguments give byte-identical files.
     mask : str, Path or cbma.space.BrainMask, optional
@@ -546,9 +603,15 @@ def make_database(out_dir, n_studies=14000, n_foci=500_000, n_terms=3000, topics
         Probability that a study belongs to a topic (each topic independently).
     topic_foci_share : float
         Expected share of a topic study's foci drawn around its topics' centres
-        (split evenly between its topics); the rest are uniform in the mask.
+        (split evenly between its topics).
     spread_mm : float
         Standard deviation (mm, each axis) of the planted foci around a centre.
+    network_share : float
+        Expected share of a topic study's other foci drawn around the regions
+        of its topics' networks (a topic, then one of its regions, uniformly);
+        the rest are uniform in the mask.
+    network_spread_mm : float
+        Standard deviation (mm, each axis) of the foci around a network region.
 
     Returns
     -------
@@ -556,7 +619,8 @@ def make_database(out_dir, n_studies=14000, n_foci=500_000, n_terms=3000, topics
         The ground truth, as written to ``ground_truth.json``: the parameters,
         per topic its ``name``, ``terms``, ``variants`` (those in the
         vocabulary), ``centre_mm``, ``study_ids`` (integers), ``ids``
-        (experiment ids ``"{study_id}-1"``) and ``n_planted_foci``, and the
+        (experiment ids ``"{study_id}-1"``), ``n_planted_foci`` (around the
+        centre), ``network_mm`` and ``n_network_foci``, and the
         ``generic_terms`` of the vocabulary.
 
     Notes
@@ -581,9 +645,10 @@ def make_database(out_dir, n_studies=14000, n_foci=500_000, n_terms=3000, topics
     if n_studies < 1 or n_foci < n_studies:
         raise CbmaError(f"need at least one study and one focus per study, got {n_studies} "
                         f"studies and {n_foci} foci")
-    if not (0 <= p_topic <= 1 and 0 <= topic_foci_share <= 1 and spread_mm > 0):
-        raise CbmaError("p_topic and topic_foci_share must lie in [0, 1] and spread_mm be "
-                        "positive")
+    if not (0 <= p_topic <= 1 and 0 <= topic_foci_share <= 1 and 0 <= network_share <= 1
+            and spread_mm > 0 and network_spread_mm > 0):
+        raise CbmaError("p_topic, topic_foci_share and network_share must lie in [0, 1], "
+                        "spread_mm and network_spread_mm be positive")
     brain, mask_name = _mask(mask)
     topics = _topics(topics, brain)
     topic_terms = [t for topic in topics for t in topic["terms"]]
@@ -622,6 +687,8 @@ def make_database(out_dir, n_studies=14000, n_foci=500_000, n_terms=3000, topics
     voxels_mm = vox_to_mm(np.argwhere(brain.data), brain.affine)
     centres = np.array([t["centre"] for t in topics])
     xyz = _draw_foci(rng, brain, voxels_mm, centres, topic, float(spread_mm))
+    network = _network_foci(np.random.default_rng([seed, 1]), brain, voxels_mm, topics, member,
+                            owner, topic, xyz, network_share, float(network_spread_mm))
 
     titles = _titles(rng, matrix, names, len(topic_terms))
     authors = _authors(rng, n_studies, surnames)
@@ -639,6 +706,7 @@ def make_database(out_dir, n_studies=14000, n_foci=500_000, n_terms=3000, topics
         "generator": "cbma.synthetic.make_database",
         "seed": seed, "n_studies": n_studies, "n_foci": n_foci, "n_terms": n_terms,
         "p_topic": p_topic, "topic_foci_share": topic_foci_share, "spread_mm": spread_mm,
+        "network_share": network_share, "network_spread_mm": network_spread_mm,
         "mask": mask_name, "experiment_id": "{study_id}-1",
         "topics": [{
             "name": t["name"], "terms": t["terms"],
@@ -647,6 +715,8 @@ def make_database(out_dir, n_studies=14000, n_foci=500_000, n_terms=3000, topics
             "study_ids": study_ids[member[:, k]].tolist(),
             "ids": [f"{s}-1" for s in study_ids[member[:, k]].tolist()],
             "n_planted_foci": int((topic == k).sum()),
+            "network_mm": t["network"].tolist(),
+            "n_network_foci": int((network == k).sum()),
         } for k, t in enumerate(topics)],
         "generic_terms": generic,
     }
@@ -684,7 +754,8 @@ def main(argv=None):
     for t in truth["topics"]:
         centre = ", ".join(f"{c:g}" for c in t["centre_mm"])
         print(f"  topic {t['name']!r}: terms {t['terms']}, centre ({centre}) mm, "
-              f"{len(t['study_ids'])} studies, {t['n_planted_foci']} planted foci")
+              f"{len(t['study_ids'])} studies, {t['n_planted_foci']} foci around the centre, "
+              f"{t['n_network_foci']} around its network of {len(t['network_mm'])} regions")
     return 0
 
 
