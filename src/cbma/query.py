@@ -29,18 +29,21 @@ Semantic smoothing
     Terms that co-occur load on the same components, so a query using only
     ``"nociception"`` also puts weight on ``"pain"``. The rank is a tenth of
     the vocabulary (terms seen in training), at most 100: with nearly one
-    component per term the factorisation links few terms to others (100
-    components for the 200 terms of the bundled synthetic database left
-    synonyms' maps at a Dice of the top 20 % of about 0.3 at any ``w``).
+    component per term the factorisation links few terms to others (with
+    100 components for the 200 terms of the bundled synthetic database, the
+    maps of ``"nociception"`` and ``"noxious stimuli"`` shared 36-45 % of
+    their top 20 % voxels at any ``w``, against 74 % with 20 components,
+    whose GCV error was lower too).
     NeuroQuery fixes ``w = 0.1``; here ``w`` is chosen with the ridge
     penalty, by GCV over :data:`DEFAULT_SMOOTHINGS` (0.1 to 0.9). A term's
     own coefficient map carries the noise of the few studies that use it,
-    and the maps of its related terms average that noise out: on the
-    synthetic databases of :mod:`cbma.synthetic` of 800-1,000 studies GCV
-    picks 0.5-0.7, and synonyms get alike maps (Dice of the top 20 %
-    0.6-0.9, against 0.3-0.4 at 0.1; unrelated terms 0.2-0.3). With 14,000
-    studies each term's map is estimated well enough on its own, and GCV
-    picks 0.1.
+    and the maps of its related terms average that noise out. On the
+    synthetic databases of :mod:`cbma.synthetic`, GCV picks 0.5-0.7 with
+    800-1,000 studies, and two synonyms' maps share 71-91 % of their top
+    20 % voxels (Dice; 45-49 % at 0.1; unrelated terms 19-29 %, chance
+    20 %); with 14,000
+    studies each term's own map is estimated well enough, GCV picks 0.1, and
+    synonyms share 58-66 % (unrelated 13-25 %).
 Targets
     One map per study on a coarse grid (4 mm by default, about 28,000 voxels
     in the MNI152 2 mm brain mask): for foci, the sum over the study's foci
@@ -106,7 +109,8 @@ Scale
     screening adds no pass over the targets and no extra terms x terms x voxels
     product (its second ridge is on the kept terms only): fitted on the
     abstracts of 13,500 synthetic studies with their MKDA maps as targets,
-    the whole fit took 46 s (``benchmarks/bench_text_evaluation.py``).
+    the whole fit took 51 s, with the five candidate smoothing weights
+    (``benchmarks/bench_text_evaluation.py``).
 """
 
 import difflib
