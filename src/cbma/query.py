@@ -981,7 +981,7 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components="auto",
         this = fits.pop(w, None) or _Ridge(transform(w)[:, selected], gram, xty, ysq_c,
                                            alphas, n, scale=scale)
         smoothing_gcv[i] = this.gcv.min()
-        if smoothing_gcv[i] < best_gcv:
+        if i == 0 or smoothing_gcv[i] < best_gcv:
             best_gcv, fit, smoothing = smoothing_gcv[i], this, w
         del this
     xbar_s = (xbar @ transform(smoothing)[:, selected]).astype(np.float32)
