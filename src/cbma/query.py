@@ -929,8 +929,11 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components="auto",
     related = row_scale[:, None] * vvt
     del vvt
 
-    def transform(w):
-        return (1 - w) * np.eye(p) + w * related
+    def transform(w, columns):
+        # the smoothing matrix (1 - w) I + w D^-1 V V^T, only the columns (features) needed
+        out = w * related[:, columns]
+        out[columns, np.arange(out.shape[1])] += 1 - w
+        return out
 
     # sufficient statistics over blocks of studies
     xty = np.zeros((p, v))
@@ -955,7 +958,7 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components="auto",
     ysq_c = ysq - n * ybar**2   # per voxel: |Y_c|^2
 
     # ridge on the smoothed features, all of them, at the least smoothing tried
-    fit = _Ridge(transform(smoothings[0]), gram, xty, ysq_c, alphas, n)
+    fit = _Ridge(transform(smoothings[0], np.arange(p)), gram, xty, ysq_c, alphas, n)
     fits = {smoothings[0]: fit}
     selected, scale = np.arange(p), None
     if screening:
@@ -978,13 +981,13 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components="auto",
     best_gcv = np.inf
     smoothing_gcv = np.empty(len(smoothings))
     for i, w in enumerate(smoothings):
-        this = fits.pop(w, None) or _Ridge(transform(w)[:, selected], gram, xty, ysq_c,
-                                           alphas, n, scale=scale)
+        this = fits.pop(w, None) or _Ridge(transform(w, selected), gram, xty, ysq_c, alphas,
+                                           n, scale=scale)
         smoothing_gcv[i] = this.gcv.min()
         if i == 0 or smoothing_gcv[i] < best_gcv:
             best_gcv, fit, smoothing = smoothing_gcv[i], this, w
         del this
-    xbar_s = (xbar @ transform(smoothing)[:, selected]).astype(np.float32)
+    xbar_s = (xbar @ transform(smoothing, selected)).astype(np.float32)
     coef = np.zeros((p, v), dtype=np.float32)
     intercept = ybar.astype(np.float32)
     for c in range(0, v, _VOXEL_BLOCK):

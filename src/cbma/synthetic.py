@@ -301,6 +301,12 @@ def _draw_foci(rng, mask, voxels_mm, centres, topic, spread_mm):
                     "the brain?)")
 
 
+def _one_of(rng, allowed):
+    """Per row of a boolean matrix, a column drawn uniformly among its True ones (0 if none)."""
+    pick = np.floor(rng.random(len(allowed)) * np.maximum(allowed.sum(axis=1), 1))
+    return np.argmax(np.cumsum(allowed, axis=1) > pick[:, None], axis=1)
+
+
 def _network_foci(rng, mask, voxels_mm, topics, member, owner, topic, xyz, share, spread_mm):
     """Move a ``share`` of the member studies' unplanted foci to their topics' networks.
 
@@ -312,11 +318,9 @@ def _network_foci(rng, mask, voxels_mm, topics, member, owner, topic, xyz, share
     nodes = np.concatenate([t["network"] for t in topics] + [np.zeros((0, 3))])
     first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     eligible = member[owner] & (sizes > 0)[None, :]
-    n_eligible = eligible.sum(axis=1)
-    moved = (topic < 0) & (n_eligible > 0) & (rng.random(owner.size) < share)
+    moved = (topic < 0) & eligible.any(axis=1) & (rng.random(owner.size) < share)
     idx = np.flatnonzero(moved)
-    pick = np.floor(rng.random(idx.size) * n_eligible[idx])
-    which = np.argmax(np.cumsum(eligible[idx], axis=1) > pick[:, None], axis=1)
+    which = _one_of(rng, eligible[idx])
     node = first[which] + np.floor(rng.random(idx.size) * sizes[which]).astype(np.int64)
     xyz[idx] = _draw_foci(rng, mask, voxels_mm, nodes, node, spread_mm)
     network = np.full(owner.size, -1, dtype=np.int64)
@@ -681,9 +685,7 @@ def make_database(out_dir, n_studies=14000, n_foci=500_000, n_terms=3000, topics
     owner = np.repeat(np.arange(n_studies), counts)
     n_member = member.sum(axis=1)
     planted = (n_member[owner] > 0) & (rng.random(owner.size) < topic_foci_share)
-    pick = np.floor(rng.random(owner.size) * np.maximum(n_member[owner], 1))
-    which = np.argmax(np.cumsum(member[owner], axis=1) > pick[:, None], axis=1)
-    topic = np.where(planted, which, -1)
+    topic = np.where(planted, _one_of(rng, member[owner]), -1)
     voxels_mm = vox_to_mm(np.argwhere(brain.data), brain.affine)
     centres = np.array([t["centre"] for t in topics])
     xyz = _draw_foci(rng, brain, voxels_mm, centres, topic, float(spread_mm))
