@@ -1,4 +1,4 @@
-"""Rule conjunction: minimum statistic where every analysis' map is positive."""
+"""Rule conjunction: minimum statistic where every analysis is significant on its own."""
 
 import numpy as np
 
@@ -13,16 +13,25 @@ def main(job):
     def masked(path):
         return mask.apply(np.asanyarray(io.load_nifti(path).dataobj))
 
-    result = compare.conjunction([masked(f) for f in smk.input.maps])
-    peak_z = compare.conjunction([masked(f) for f in smk.input.z])
+    cmap, alphas = smk.wildcards.cmap, smk.params.alphas
+    thresholds = [compare.conjunction_threshold(cmap, a) for a in alphas]
+    maps = [masked(f) for f in smk.input.maps]
+    result = compare.conjunction(maps, thresholds)
+    inside = result != 0
+    peak_z = np.where(inside, np.min([masked(f) for f in smk.input.z], axis=0), 0.0)
     io.save_nifti(mask.to_image(result), smk.output.maps[0])
     atlas = clusters.load_atlas(smk.input.atlas, smk.input.atlas_labels)
     table, _ = clusters.cluster_table(result, mask, threshold=0.0, peak_map=peak_z,
                                       atlas=atlas, tails=["positive"])
     io.write_tsv(table, smk.output.table[0])
-    job.log(f"{smk.wildcards.conjunction}: {int((result > 0).sum())} voxels positive in all of "
-            f"{', '.join(smk.params.analyses)}", echo=True)
-    job.finish()
+    rule = ", ".join(f"{a}: {cmap} > {t:.4g} (FWE p < {alpha:g})"
+                     for a, t, alpha in zip(smk.params.analyses, thresholds, alphas, strict=True))
+    job.log(f"{smk.wildcards.conjunction}: {int(inside.sum())} voxels significant in every "
+            f"analysis ({rule})", echo=True)
+    job.finish(extra={"inclusion": "minimum statistic where every analysis is significant "
+                                   "on its own (Nichols et al. 2005)",
+                      "thresholds": dict(zip(smk.params.analyses, thresholds, strict=True)),
+                      "n_voxels": int(inside.sum())})
 
 
 run(snakemake, main)  # noqa: F821

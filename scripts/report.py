@@ -106,6 +106,9 @@ def main(job):
                 table = io.read_tsv(base / f"{block['map']}_tab-clust.tsv")
                 thresholded = base / f"{block['map']}.nii.gz"
             n_voxels = int((np.asanyarray(io.load_nifti(thresholded).dataobj) != 0).sum())
+            if kind == "conjunction":
+                block = {**block, "alphas": [analyses[a]["correction"]["alpha"]
+                                             for a in block["analyses"]]}
             sections.append(report.compare_section(
                 kind, name, block, table, base / "figures" / "glass.png", n_voxels))
     for name, block in config["decode"].items():

@@ -1,4 +1,4 @@
-"""Shared helpers: paths, the reference data, and running the workflow in a temp folder."""
+"""Shared helpers: paths, the reference fixtures, and running the workflow in a temp folder."""
 
 import json
 import re
@@ -10,14 +10,14 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-REFERENCE = SHARED / "reference"
-SLEUTH = SHARED / "data" / "sleuth"
+# NiMARE 0.22.1's outputs on the Sleuth example, reduced (tests/fixtures/reference.py reads
+# them, tests/fixtures/make_fixtures.py makes them), and NiMARE's public test data files
+FIXTURES = REPO / "tests" / "fixtures"
+DATA = REPO / "tests" / "data"
+SLEUTH = DATA / "sleuth"
 MASK = REPO / "resources" / "templates" / "MNI152_2x2x2_brainmask.nii.gz"
 KNOWLEDGE = REPO / "resources" / "data" / "semantic_knowledge_children.txt"
 RELATED = REPO / "resources" / "data" / "semantic_relatedness_children.txt"
-
-needs_shared = pytest.mark.skipif(not REFERENCE.is_dir(), reason="../shared is not present")
 
 
 def smk(workdir, *args, cores=1, check=True):

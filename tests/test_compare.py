@@ -2,11 +2,11 @@
 
 import time
 
-import nibabel as nib
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import KNOWLEDGE, REFERENCE, RELATED, needs_shared
+from conftest import KNOWLEDGE, RELATED
+from fixtures.reference import nimare_map, nimare_volume
 from scipy.special import gammaln
 from test_estimators import _fit
 
@@ -45,8 +45,9 @@ def run(pooled):
 
 
 def _reference(mask, kind, n=N_REF):
-    path = REFERENCE / "subtraction" / f"n{n}" / f"knowledge_minus_related_{kind}_{NAME}.nii.gz"
-    return mask.apply(nib.load(path).get_fdata())
+    ref = nimare_map(f"subtraction/n{n}/knowledge_minus_related_{kind}_{NAME}")
+    assert ref.shape == (mask.n_voxels,)
+    return ref
 
 
 def _tie_probability(ma1, ma2):
@@ -93,7 +94,6 @@ def test_difference_is_ale1_minus_ale2(groups, pooled):
     assert untouched.size > 0 and not diff[untouched].any()
 
 
-@needs_shared
 def test_stat_matches_nimare(groups, pooled):
     mask = groups[0]
     for n in (100, 1000):
@@ -160,7 +160,6 @@ def test_merge_and_chunk_bounds_are_checked(pooled, tmp_path):
 # NiMARE parity of the maps
 # --------------------------------------------------------------------------
 
-@needs_shared
 def test_z_sign_matches_nimare(groups, run):
     z = run[2][f"z_{NAME}"]
     ref = _reference(groups[0], "z")
@@ -169,7 +168,6 @@ def test_z_sign_matches_nimare(groups, run):
     np.testing.assert_array_equal(np.sign(z[both]), np.sign(ref[both]))
 
 
-@needs_shared
 def test_p_is_consistent_with_nimare(groups, run):
     """Our p and NiMARE's are two independent permutation estimates of one p.
 
@@ -201,7 +199,6 @@ def test_p_is_consistent_with_nimare(groups, run):
     assert theirs > 1000 and abs(ours - theirs) < 0.1 * theirs
 
 
-@needs_shared
 def test_nimare_breaks_ties_one_way(groups, run):
     """Where permutations often reproduce the observed difference, NiMARE differs.
 
@@ -229,7 +226,6 @@ def test_nimare_breaks_ties_one_way(groups, run):
     assert 0.2 < at_floor.mean() < 0.8
 
 
-@needs_shared
 def test_voxel_fwe_maps_on_the_example(run):
     diff, null, maps = run
     fwe = compare.subtraction_fwe_maps(diff, null)
@@ -264,10 +260,11 @@ def test_eickhoff2012_mode_formula():
     g1 = np.array([True, True, True, False])
     g2 = np.array([False, True, True, True])
     maps = compare.subtraction_maps(diff, _hand_null(), "eickhoff2012", g1, g2)
-    # group 1 > 2: #{D_perm > D} / n = 1 - n_le / n, floored at 1/n -> .1 .1 .2 (.9)
-    # group 2 > 1: #{D_perm < D} / n = 1 - n_ge / n, floored at 1/n -> (.1) 1 .7 .1
-    np.testing.assert_allclose(maps[f"p_{NAME}"], [0.1, 0.1, 0.2, 0.1])
-    np.testing.assert_allclose(maps[f"z_{NAME}"], [p_to_z(0.1), p_to_z(0.1), p_to_z(0.2),
+    # ties count as exceedances:
+    # group 1 > 2: #{D_perm >= D} / n = n_ge / n, floored at 1/n -> 1 .1 .3 (1)
+    # group 2 > 1: #{D_perm <= D} / n = n_le / n, floored at 1/n -> (1) 1 .8 .1
+    np.testing.assert_allclose(maps[f"p_{NAME}"], [1.0, 0.1, 0.3, 0.1])
+    np.testing.assert_allclose(maps[f"z_{NAME}"], [0.0, p_to_z(0.1), p_to_z(0.3),
                                                    -p_to_z(0.1)])
     none = np.zeros(4, dtype=bool)
     empty = compare.subtraction_maps(diff, _hand_null(), "eickhoff2012", none, none)
@@ -347,35 +344,14 @@ def test_nimare_mode_and_voxel_fwe_find_the_planted_differences(planted):
 # conjunction
 # --------------------------------------------------------------------------
 
-@needs_shared
 @pytest.mark.parametrize("n", [100, 1000, 5000])
 def test_conjunction_matches_nimare(n):
     name = "z_desc-size_level-cluster_corr-FWE_method-montecarlo"
-    imgs = [nib.load(REFERENCE / g / f"fwe_n{n}" / f"{g}_{name}.nii.gz")
-            for g in ("knowledge", "related")]
-    maps = [img.get_fdata(dtype=np.float32) for img in imgs]
-    ref = nib.load(REFERENCE / "conjunction" /
-                   f"conjunction_knowledge_related_z_desc-size_level-cluster_corr-FWE_fwe_n{n}"
-                   ".nii.gz").get_fdata(dtype=np.float32)
-    ours = compare.conjunction(maps)
+    maps = [nimare_volume(f"{g}/fwe_n{n}/{g}_{name}") for g in ("knowledge", "related")]
+    ref = nimare_volume("conjunction/conjunction_knowledge_related_z_desc-size_level-cluster"
+                        f"_corr-FWE_fwe_n{n}")
+    ours = compare.conjunction(maps, 0.0)  # NiMARE's: no threshold
     np.testing.assert_array_equal(ours, ref)
     assert (ours > 0).sum() > 100
     # cluster-FWE z maps are never negative, so NiMARE's product test cannot differ here
     assert all((m >= 0).all() for m in maps)
-
-
-def test_conjunction_needs_every_map_positive():
-    a = np.array([2.0, -3.0, 1.0, -1.0, 0.0, 3.0])
-    b = np.array([1.0, -2.0, -1.0, 4.0, 5.0, 2.5])
-    np.testing.assert_array_equal(compare.conjunction([a, b]), [1, 0, 0, 0, 0, 2.5])
-    # NiMARE's product test passes voxel 1 (negative in both maps) with -3
-    product_test = np.where(a * b > 0, np.minimum(a, b), 0)
-    assert product_test[1] == -3.0
-    c = np.array([0.5, 1.0, 1.0, 1.0, 1.0, 1.0])  # three maps, voxel 1 negative in two
-    np.testing.assert_array_equal(compare.conjunction([a, b, c]), [0.5, 0, 0, 0, 0, 1])
-    assert a[1] * b[1] * c[1] > 0
-    assert compare.conjunction([a.astype(np.float32), b.astype(np.float32)]).dtype == np.float32
-    with pytest.raises(CbmaError, match="at least two maps"):
-        compare.conjunction([a])
-    with pytest.raises(CbmaError, match="different shapes"):
-        compare.conjunction([a, b[:3]])

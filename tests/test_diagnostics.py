@@ -1,19 +1,19 @@
 """Cluster tables and diagnostics: synthetic cases and NiMARE 0.22.1 parity."""
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import KNOWLEDGE, MASK, REFERENCE, REPO, needs_shared
+from conftest import KNOWLEDGE, MASK, REPO
+from fixtures.reference import nimare_arrays, nimare_file, nimare_map
 
 from cbma import clusters, diagnostics, io, kernels, space
 from cbma.errors import CbmaError
 
 TEMPLATES = REPO / "resources" / "templates"
 TARGET = "z_desc-size_level-cluster_corr-FWE_method-montecarlo"
-DIAG = REFERENCE / "knowledge" / "diagnostics"
-FWE = REFERENCE / "knowledge" / "fwe_n100"
+DIAG = "knowledge/diagnostics"  # NiMARE's outputs, in tests/fixtures/nimare
+FWE = "knowledge/fwe_n100"
 SETTINGS = [("voxel_thresh-None", None, 8), ("target_threshold-1.6449", 1.6449, 4)]
 
 LAS = np.array([[-2.0, 0, 0, 40], [0, 2, 0, -40], [0, 0, 2, -40], [0, 0, 0, 1]])
@@ -247,14 +247,11 @@ def knowledge():
     fwhms = kernels.experiment_fwhms(exps["sample_size"])
     ma = kernels.ale_ma_maps(kernels.foci_voxels(coords, mask), row, fwhms, mask)
 
-    def load(path):
-        return mask.apply(nib.load(path).get_fdata())
-
     return {
         "mask": mask, "coords": coords, "ids": exps["id"].tolist(), "ma": ma,
-        "target": load(FWE / f"knowledge_{TARGET}.nii.gz"),
-        "z": load(FWE / "knowledge_z.nii.gz"),
-        "logp": load(FWE / f"knowledge_logp{TARGET[1:]}.nii.gz"),
+        "target": nimare_map(f"{FWE}/knowledge_{TARGET}"),
+        "z": nimare_map(f"{FWE}/knowledge_z"),
+        "logp": nimare_map(f"{FWE}/knowledge_logp{TARGET[1:]}"),
         "atlas": clusters.load_atlas(TEMPLATES / clusters.HARVARD_OXFORD_IMAGE,
                                      TEMPLATES / clusters.HARVARD_OXFORD_LABELS),
     }
@@ -267,18 +264,18 @@ def _ours(knowledge, threshold):
 
 
 def _reference(setting, diag, kind):
-    base = DIAG / setting / f"knowledge_{diag}_"
+    """NiMARE's label map (masked vector) or the path of one of its tables."""
+    base = f"{DIAG}/{setting}/knowledge_{diag}_"
     if kind == "label":
-        return base.with_name(base.name + diagnostics.label_map_name(TARGET) + ".nii.gz")
+        return nimare_map(base + diagnostics.label_map_name(TARGET))
     if kind == "clust":
-        return base.with_name(base.name + diagnostics.cluster_table_name(TARGET) + ".tsv")
-    return base.with_name(base.name + diagnostics.counts_table_name(TARGET, diag) + ".tsv")
+        return nimare_file(base + diagnostics.cluster_table_name(TARGET) + ".tsv")
+    return nimare_file(base + diagnostics.counts_table_name(TARGET, diag) + ".tsv")
 
 
 def _matching(knowledge, setting, ours):
     """Reference label map and, for each of its labels, our cluster number."""
-    ref = knowledge["mask"].apply(
-        nib.load(_reference(setting, "FocusCounter", "label")).get_fdata()).astype(int)
+    ref = _reference(setting, "FocusCounter", "label").astype(int)
     assert ref.max() == ours.max()
     match = {}
     for k in range(1, ref.max() + 1):
@@ -289,7 +286,6 @@ def _matching(knowledge, setting, ours):
     return ref, match
 
 
-@needs_shared
 @pytest.mark.parametrize("setting, threshold, n_clusters", SETTINGS)
 def test_cluster_table_matches_nimare(knowledge, setting, threshold, n_clusters):
     table, maps = _ours(knowledge, threshold)
@@ -305,7 +301,7 @@ def test_cluster_table_matches_nimare(knowledge, setting, threshold, n_clusters)
     # voxels per cluster in the label map agree with the table
     assert (np.bincount(maps["positive"])[1:] * 8).tolist() == peaks["Cluster Size (mm3)"].tolist()
     # cluster p = share of the 100 Monte Carlo max cluster sizes >= the cluster's size
-    null = np.load(FWE / "null_distributions.npz")[
+    null = nimare_arrays(f"{FWE}/null_distributions")[
         "values_desc-size_level-cluster_corr-fwe_method-montecarlo"]
     sizes = np.bincount(maps["positive"])[1:]
     expected = np.clip([(null >= s).mean() for s in sizes], 0.01, 0.99)
@@ -314,14 +310,13 @@ def test_cluster_table_matches_nimare(knowledge, setting, threshold, n_clusters)
     assert table["Label"].iloc[4] == "Inferior Frontal Gyrus, pars opercularis"  # cluster 3
 
 
-@needs_shared
 @pytest.mark.parametrize("setting, threshold, n_clusters", SETTINGS)
 def test_label_maps_match_nimare(knowledge, setting, threshold, n_clusters):
     mask = knowledge["mask"]
     _, maps = _ours(knowledge, threshold)
     ref, match = _matching(knowledge, setting, maps["positive"])
     for diag in ["Jackknife"]:
-        other = mask.apply(nib.load(_reference(setting, diag, "label")).get_fdata())
+        other = _reference(setting, diag, "label")
         np.testing.assert_array_equal(other, ref)
     # Same clusters, numbered differently: NiMARE 0.22.1 numbers its label maps (and so the
     # columns of its contribution tables) by descending value of the corrected target, ties in
@@ -335,7 +330,6 @@ def test_label_maps_match_nimare(knowledge, setting, threshold, n_clusters):
     assert match[1] == 2 and match[2] == 1  # NiMARE's 1 is the 155-voxel cluster, table's 2
 
 
-@needs_shared
 @pytest.mark.parametrize("setting, threshold, n_clusters", SETTINGS)
 def test_focus_counter_and_jackknife_match_nimare(knowledge, setting, threshold, n_clusters):
     _, maps = _ours(knowledge, threshold)
@@ -370,7 +364,6 @@ def test_focus_counter_and_jackknife_match_nimare(knowledge, setting, threshold,
     assert (contrib.loc[contrib["ma_sum"] == 0, "ale_percent"] == 0).all()
 
 
-@needs_shared
 def test_same_inputs_give_identical_tables(knowledge):
     first, maps = _ours(knowledge, None)
     second, maps2 = _ours(knowledge, None)

@@ -2,12 +2,12 @@
 
 import json
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import KNOWLEDGE, MASK, REFERENCE, RELATED, needs_shared
+from conftest import KNOWLEDGE, MASK, RELATED
+from fixtures.reference import nimare_arrays, nimare_file, nimare_map
 
 from cbma import correct, estimators, io, kernels, space
 from cbma.errors import CbmaError
@@ -77,25 +77,23 @@ def _fit(path):
     return mask, ma, *estimators.ale(ma)
 
 
-@needs_shared
 @pytest.mark.parametrize("name, path, threshold", [
     ("knowledge", KNOWLEDGE, 0.01146), ("related", RELATED, 0.01061)])
 def test_ale_matches_nimare(name, path, threshold):
-    mask, ma, maps, (centres, weights) = _fit(path)
+    _, _, maps, (centres, weights) = _fit(path)
     for key, tol in [("stat", 1e-6), ("z", 0.01), ("logp", 0.01)]:
-        ref = mask.apply(nib.load(REFERENCE / name / f"{name}_{key}.nii.gz").get_fdata())
+        ref = nimare_map(f"{name}/{name}_{key}")
         np.testing.assert_allclose(maps[key], ref, atol=tol, rtol=0, err_msg=key)
-    ref_null = np.load(REFERENCE / name / "null_distributions_approximate.npz")
+    ref_null = nimare_arrays(f"{name}/null_distributions_approximate")
     np.testing.assert_allclose(centres, ref_null["histogram_bins"], atol=1e-12)
     np.testing.assert_allclose(weights, ref_null["histweights_corr-none_method-approximate"],
                                atol=1e-7)  # float ties in the fold: <= 2.6e-8
     assert estimators.null_threshold(0.001, centres, weights) == pytest.approx(threshold)
 
 
-@needs_shared
 def test_observed_clusters_match_nimare():
     mask, _, maps, null = _fit(KNOWLEDGE)
-    summary = json.loads((REFERENCE / "knowledge" / "fwe_n5000" / "summary.json").read_text())
+    summary = json.loads(nimare_file("knowledge/fwe_n5000/summary.json").read_text())
     thr = estimators.null_threshold(0.001, *null)
     _, sizes, masses = correct.label_clusters(maps["stat"], mask, thr)
     order = np.argsort(-sizes, kind="stable")

@@ -3,7 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import KNOWLEDGE, REFERENCE, RELATED, SHARED, SLEUTH, needs_shared
+from conftest import DATA, KNOWLEDGE, RELATED, SLEUTH
+from fixtures.reference import nimare_file
 
 from cbma import io, space
 from cbma.errors import CbmaError, InputFileError
@@ -17,21 +18,19 @@ def test_bundled_sleuth_files_have_the_published_counts():
     assert set(know["space"]) == {"MNI"}
 
 
-@needs_shared
 @pytest.mark.parametrize("name", ["knowledge", "related"])
 def test_sleuth_reader_matches_nimare_coordinates(name):
     path = KNOWLEDGE if name == "knowledge" else RELATED
     ours = io.read_dataset(path, "sleuth")
-    ref = pd.read_csv(REFERENCE / "data" / f"{name}_coordinates.tsv", sep="\t")
+    ref = pd.read_csv(nimare_file(f"data/{name}_coordinates.tsv"), sep="\t")
     assert list(ours["id"]) == list(ref["id"])
     np.testing.assert_array_equal(ours[["x", "y", "z"]].to_numpy(), ref[["x", "y", "z"]].to_numpy())
-    sizes = pd.read_csv(REFERENCE / "data" / f"{name}_sample_sizes.tsv", sep="\t")
+    sizes = pd.read_csv(nimare_file(f"data/{name}_sample_sizes.tsv"), sep="\t")
     exps = io.experiments_table(ours).set_index("id").loc[sizes["id"]]
     np.testing.assert_array_equal(exps["sample_size"], sizes["sample_size"])
     np.testing.assert_array_equal(exps["n_foci"], sizes["n_foci"])
 
 
-@needs_shared
 def test_header_runs_and_study_contrast_split():
     table = io.read_sleuth(SLEUTH / "test_sleuth_file.txt")
     exps = io.experiments_table(table)
@@ -44,7 +43,6 @@ def test_header_runs_and_study_contrast_split():
     assert list(exps["n_foci"]) == [4, 2, 1]
 
 
-@needs_shared
 @pytest.mark.parametrize("name, line, words", [
     ("test_sleuth_file3.txt", 5, "must be numbers"),
     ("test_sleuth_file4.txt", 5, "expected 3 coordinates"),
@@ -108,7 +106,6 @@ def test_talairach_conversion_matches_nimare_values():
     assert not np.allclose(spm, mni[:1], atol=1e-3)
 
 
-@needs_shared
 def test_talairach_file_is_converted_on_read(tmp_path):
     tal = io.read_dataset(SLEUTH / "test_sleuth_file2.txt", "sleuth")
     assert set(tal["space"]) == {"TAL"}
@@ -125,9 +122,8 @@ def test_duplicate_experiments_across_files_are_an_error(tmp_path):
         io.read_dataset([tmp_path / "a.txt", tmp_path / "b.txt"], "sleuth")
 
 
-@needs_shared
 def test_nimare_json_reader():
-    table = io.read_dataset(SHARED / "data" / "nimare_json" / "nidm_pain_dset.json", "nimare_json")
+    table = io.read_dataset(DATA / "nimare_json" / "nidm_pain_dset.json", "nimare_json")
     exps = io.experiments_table(table)
     assert len(exps) == 21
     assert exps.loc[exps["id"] == "pain_01.nidm-1", "sample_size"].item() == 25
@@ -162,3 +158,226 @@ def test_sparse_files_are_byte_stable(tmp_path):
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
     back, extra = io.load_sparse(tmp_path / "a.npz")
     assert (back != m).nnz == 0 and list(extra["ids"]) == ["x", "y", "z", "u", "v"]
+
+
+# --------------------------------------------------------------------------
+# issue 13: input that is lost, slow or ends in a traceback
+# --------------------------------------------------------------------------
+
+EMPTY_MIDDLE = ("// Reference=MNI\n// Smith, 2001: words\n// Subjects=12\n1 2 3\n\n"
+                "// Jones, 2003: faces\n// Subjects=8\n\n"
+                "// Lee, 2005: tools\n// Subjects=20\n4 5 6\n")
+
+
+@pytest.mark.parametrize("body, line, name", [
+    (EMPTY_MIDDLE, 6, "'Jones, 2003-faces'"),
+    (EMPTY_MIDDLE.replace("\n\n", "\n"), 5, "'Jones, 2003-faces'"),   # no blank lines
+    ("// Reference=MNI\n// A: b\n// Subjects=5\n1 2 3\n// Subjects=6\n// C: d\n"
+     "// Subjects=7\n4 5 6\n", 5, "without a name"),
+], ids=["blank lines", "no blank lines", "unnamed"])
+def test_sleuth_experiment_without_foci_in_the_middle_is_an_error(tmp_path, body, line, name):
+    path = tmp_path / "foci.txt"
+    path.write_text(body)
+    with pytest.raises(InputFileError) as err:
+        io.read_sleuth(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}, line {line}: experiment {name} has no foci")
+    assert "\n" not in msg
+
+
+def _sleuth_text(n_experiments, seed=0):
+    rng = np.random.default_rng(seed)
+    parts = ["// Reference=MNI\n"]
+    for k in range(n_experiments):
+        foci = rng.integers(-60, 60, size=(rng.integers(5, 31), 3))
+        parts.append(f"// Author{k}, 2001: contrast {k}\n// Subjects={rng.integers(6, 60)}\n"
+                     + "".join(f"{x}\t{y}\t{z}\n" for x, y, z in foci) + "\n")
+    return "".join(parts)
+
+
+def test_sleuth_reader_is_linear_in_the_number_of_experiments(tmp_path):
+    import time
+
+    path = tmp_path / "big.txt"
+    path.write_text(_sleuth_text(4000))  # 1.2 MB; quadratic reading took ~10 s
+    began = time.perf_counter()
+    table = io.read_sleuth(path)
+    seconds = time.perf_counter() - began
+    assert table["id"].nunique() == 4000
+    assert seconds < 3.0, f"read 4,000 experiments in {seconds:.1f} s"
+
+
+def _nimare_json(path, metadata, study="s1", contrast="c2"):
+    import json
+
+    data = {study: {"contrasts": {
+        "c1": {"coords": {"space": "MNI", "x": [1], "y": [2], "z": [3]},
+               "metadata": {"sample_sizes": [20]}},
+        contrast: {"coords": {"space": "MNI", "x": [4, 5], "y": [6, 7], "z": [8, 9]},
+                   "metadata": metadata},
+    }}}
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("metadata, shown", [
+    ({"sample_sizes": [0]}, "[0]"),
+    ({"sample_sizes": -3}, "-3"),
+    ({"sample_sizes": [20, 0]}, "[20, 0]"),
+    ({"sample_sizes": 0.5}, "0.5"),
+    ({"sample_sizes": True}, "true"),
+    ({"sample_sizes": "25"}, '"25"'),
+    ({"sample_sizes": [12, None]}, "[12, null]"),
+    ({"sample_size": "twenty"}, '"twenty"'),
+])
+def test_nimare_json_bad_sample_size_names_the_contrast(tmp_path, metadata, shown):
+    path = _nimare_json(tmp_path / "d.json", metadata)
+    key = next(iter(metadata))
+    with pytest.raises(InputFileError) as err:
+        io.read_nimare_json(path)
+    assert str(err.value) == (
+        f"{path}: study 's1', contrast 'c2': metadata.{key} must be a number of subjects "
+        f"(at least 1) or a list of them, or null when unknown; got {shown}")
+
+
+@pytest.mark.parametrize("metadata", [{}, None, {"sample_sizes": None}, {"sample_sizes": []}])
+def test_nimare_json_missing_sample_size_is_legal_until_ale_needs_it(tmp_path, metadata):
+    path = _nimare_json(tmp_path / "d.json", metadata)
+    exps = io.experiments_table(io.read_dataset(path, "nimare_json"))
+    assert exps["sample_size"].tolist()[0] == 20 and np.isnan(exps["sample_size"][1])
+    with pytest.raises(InputFileError) as err:   # what an ALE analysis of it asks for
+        io.load_dataset(path, "nimare_json", need_sample_size="the ALE analysis analyses.x")
+    assert str(err.value) == (
+        f"{path}: study 's1', contrast 'c2' has no sample size (1 of 2 experiments have "
+        "none), which the ALE analysis analyses.x needs: add metadata.sample_sizes, or give "
+        "the analysis a kernel of its own (kernel: {fwhm: ...} or {sample_size: ...})")
+
+
+def test_unreadable_file_is_one_line(tmp_path, monkeypatch):
+    """The mapping of PermissionError, simulated: root (as in CI) reads any file."""
+    import builtins
+    from pathlib import Path
+
+    sleuth = tmp_path / "foci.txt"
+    sleuth.write_text("// Reference=MNI\n// A: b\n// Subjects=5\n1 2 3\n")
+    database = KNOWLEDGE.parent / "synthetic_neurosynth" / "database.txt.gz"
+    denied = {str(sleuth), str(database)}
+
+    def deny(path):
+        if str(path) in denied:
+            raise PermissionError(13, "Permission denied", str(path))
+
+    read_bytes, real_open = Path.read_bytes, builtins.open
+    monkeypatch.setattr(Path, "read_bytes", lambda self: deny(self) or read_bytes(self))
+    monkeypatch.setattr(builtins, "open",
+                        lambda file, *a, **k: deny(file) or real_open(file, *a, **k))
+    for path, fmt in ((sleuth, "sleuth"), (database, "neurosynth")):
+        with pytest.raises(InputFileError) as err:
+            io.load_dataset(path, fmt, terms=False)
+        assert str(err.value) == f"{path}: cannot read (permission denied)"
+
+
+def test_unreadable_file_is_one_line_for_real(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads files without read permission (the simulated test runs)")
+    path = tmp_path / "foci.txt"
+    path.write_text("// Reference=MNI\n// A: b\n// Subjects=5\n1 2 3\n")
+    path.chmod(0)
+    with pytest.raises(InputFileError, match="cannot read \\(permission denied\\)$"):
+        io.read_sleuth(path)
+
+
+def test_folder_in_place_of_a_file(tmp_path):
+    with pytest.raises(InputFileError) as err:
+        io.read_sleuth(tmp_path)
+    assert str(err.value) == f"{tmp_path}: is a folder, not a file"
+
+
+def _one_line_error(res):
+    """The single ``cbma error:`` line of a failed run (and no traceback)."""
+    text = res.stdout + res.stderr
+    errors = [line for line in text.splitlines() if line.startswith("cbma error:")]
+    assert res.returncode != 0 and len(errors) == 1 and "Traceback" not in text, text
+    return errors[0].removeprefix("cbma error: ")
+
+
+def _workflow(workdir, *args, deny=()):
+    """Snakemake in ``workdir``; ``os.access`` refuses the paths in ``deny``, as it does
+    for a user without the permission (root, as in CI, has them all)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import os, runpy, sys\n"
+            f"deny = {sorted(map(str, deny))!r}\n"
+            "real = os.access\n"
+            "os.access = lambda p, mode, *a, **k: (os.path.abspath(p) not in deny\n"
+            "                                      and real(p, mode, *a, **k))\n"
+            "sys.argv[0] = 'snakemake'\n"
+            "runpy.run_module('snakemake', run_name='__main__', alter_sys=True)\n")
+    cmd = [sys.executable, "-c", code, "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+           "--cores", "1", *args]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def _dataset_config(path, fmt, **analysis):
+    return {"datasets": {"d": {"path": str(path), "format": fmt}},
+            "analyses": {"a": {"dataset": "d", **analysis}}}
+
+
+def test_ingest_errors_are_one_line_in_the_workflow(tmp_path):
+    from conftest import write_config
+
+    sleuth = tmp_path / "foci.txt"
+    sleuth.write_text(EMPTY_MIDDLE)
+    write_config(tmp_path, _dataset_config(sleuth, "sleuth"))
+    res = _workflow(tmp_path, "results/datasets/d/coordinates.tsv")
+    assert _one_line_error(res).startswith(
+        f"{sleuth}, line 6: experiment 'Jones, 2003-faces' has no foci")
+    # an ALE analysis with per-experiment kernels, a contrast without sample size
+    nimare = _nimare_json(tmp_path / "d.json", {})
+    write_config(tmp_path, _dataset_config(nimare, "nimare_json"))
+    res = _workflow(tmp_path, "results/datasets/d/coordinates.tsv")
+    assert _one_line_error(res).startswith(
+        f"{nimare}: study 's1', contrast 'c2' has no sample size (1 of 2 experiments have "
+        "none), which the ALE analysis analyses.a needs")
+
+
+def test_unreadable_input_and_results_stop_before_anything_runs(tmp_path):
+    from conftest import write_config
+
+    sleuth = tmp_path / "foci.txt"
+    sleuth.write_text("// Reference=MNI\n// A: b\n// Subjects=5\n1 2 3\n")
+    write_config(tmp_path, _dataset_config(sleuth, "sleuth"))
+    res = _workflow(tmp_path, "--dry-run", deny=[sleuth])
+    assert _one_line_error(res) == (
+        f"config: datasets.d.path: {sleuth}: cannot read (permission denied)")
+    (tmp_path / "results").mkdir()
+    res = _workflow(tmp_path, "--dry-run", deny=[tmp_path / "results"])
+    assert _one_line_error(res) == (
+        f"{tmp_path / 'results'}: cannot write (permission denied); cbma writes its results "
+        "there")
+    (tmp_path / "results").rmdir()
+    res = _workflow(tmp_path, "--dry-run", deny=[tmp_path])
+    assert _one_line_error(res) == (
+        f"{tmp_path}: cannot write (permission denied); results/ goes there")
+    # no simulation: a file where the results folder goes
+    (tmp_path / "results").write_text("")
+    res = _workflow(tmp_path, "--dry-run")
+    assert _one_line_error(res) == (
+        f"{tmp_path / 'results'}: not a folder; cbma writes its results there")
+
+
+def test_neurosynth_dataset_for_an_ale_kernel_is_one_line():
+    database = KNOWLEDGE.parent / "synthetic_neurosynth" / "database.txt.gz"
+    with pytest.raises(InputFileError) as err:
+        io.load_dataset(database, "neurosynth", terms=False,
+                        need_sample_size="the ALE analysis analyses.x")
+    assert str(err.value) == (
+        f"{database}: a neurosynth dataset records no sample sizes, which the ALE analysis "
+        "analyses.x needs: give the analysis a kernel of its own (kernel: {fwhm: ...} or "
+        "{sample_size: ...})")

@@ -2,20 +2,21 @@
 
 import gzip
 import json
+import lzma
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import SHARED, needs_shared
+from conftest import DATA
 
 from cbma import io, neurosynth, terms
 from cbma.errors import CbmaError, InputFileError
 
-V7 = SHARED / "data" / "neurosynth_v7"
-LAIRD = SHARED / "data" / "nimare_json" / "neurosynth_laird_studies.json"
-PAIN = SHARED / "data" / "nimare_json" / "nidm_pain_dset.json"
+V7 = DATA / "neurosynth_v7"
+LAIRD_XZ = DATA / "nimare_json" / "neurosynth_laird_studies.json.xz"  # 3.3 MB as JSON
+PAIN = DATA / "nimare_json" / "nidm_pain_dset.json"
 
 DB_HEADER = "id\tdoi\tx\ty\tz\tspace\tpeak_id\ttable_id\ttable_num\ttitle\tauthors\tyear\tjournal"
 DB_ROWS = [
@@ -38,6 +39,14 @@ FEATURES = [
 
 def write(path, lines):
     path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def laird(tmp_path_factory):
+    """NiMARE's neurosynth_laird_studies.json, decompressed (stored xz-compressed)."""
+    path = tmp_path_factory.mktemp("laird") / "neurosynth_laird_studies.json"
+    path.write_bytes(lzma.decompress(LAIRD_XZ.read_bytes()))
     return path
 
 
@@ -233,7 +242,6 @@ def test_missing_files(tmp_path, classic):
 # ---------------------------------------------------------------------------- v7
 
 
-@needs_shared
 def test_v7_sample_reads_with_spaces_and_terms():
     table, weights, meta = neurosynth.read_neurosynth_v7(V7)
     assert list(table.columns) == io.COLUMNS
@@ -264,7 +272,6 @@ def test_v7_sample_reads_with_spaces_and_terms():
     assert set(terms.select("12*", weights.for_select())) <= set(weights.ids)
 
 
-@needs_shared
 def test_v7_errors(tmp_path):
     folder = tmp_path / "v7"
     shutil.copytree(V7, folder)
@@ -300,10 +307,9 @@ def test_v7_errors(tmp_path):
 # ------------------------------------------------------------------ NiMARE JSON
 
 
-@needs_shared
-def test_laird_json_labels_strip_the_feature_group():
-    weights, meta = neurosynth.read_nimare_json_labels(LAIRD)
-    raw = json.loads(LAIRD.read_text())
+def test_laird_json_labels_strip_the_feature_group(laird):
+    weights, meta = neurosynth.read_nimare_json_labels(laird)
+    raw = json.loads(laird.read_text())
     assert list(weights.ids) == [f"{s}-{c}" for s, study in raw.items()
                                  for c, contrast in study["contrasts"].items()
                                  if contrast.get("coords")]  # as cbma.io.read_nimare_json
@@ -324,7 +330,6 @@ def test_laird_json_labels_strip_the_feature_group():
     assert len(terms.select("connectivity", weights.for_select())) == 11
 
 
-@needs_shared
 def test_json_without_labels_gives_none():
     assert neurosynth.read_nimare_json_labels(PAIN) is None
 

@@ -4,12 +4,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import KNOWLEDGE, MASK, REFERENCE, needs_shared
+from conftest import KNOWLEDGE, MASK
+from fixtures.reference import nimare_arrays, nimare_file
 from scipy import ndimage, stats
 
 from cbma import estimators, io, kernels, mkda, null, space
 
-NIMARE_FWE = REFERENCE / "mkda" / "density_knowledge" / "fwe_n100"
+NIMARE_FWE = "mkda/density_knowledge/fwe_n100"  # NiMARE's outputs, in tests/fixtures/nimare
 
 
 @pytest.fixture(scope="module")
@@ -143,11 +144,10 @@ def approximate_null(table, mask, offsets):
     return weights
 
 
-@needs_shared
 def test_mkda_density_null_matches_nimare(knowledge, sphere, mask):
     """500 of our iterations against NiMARE's 100 (MKDADensity, r = 10 mm, value 1)."""
-    meta = json.loads((NIMARE_FWE / "null_distributions.json").read_text())
-    npz = np.load(NIMARE_FWE / "null_distributions.npz")
+    meta = json.loads(nimare_file(f"{NIMARE_FWE}/null_distributions.json").read_text())
+    npz = nimare_arrays(f"{NIMARE_FWE}/null_distributions")
     theirs = {
         "max_stat": npz["values_level-voxel_corr-fwe_method-montecarlo"],
         "max_cluster_size": npz["values_desc-size_level-cluster_corr-fwe_method-montecarlo"],

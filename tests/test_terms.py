@@ -9,7 +9,18 @@ import pytest
 import scipy.sparse as sp
 
 from cbma.errors import CbmaError
-from cbma.terms import And, AndNot, Not, Or, Term, ambiguity_warning, parse, render, select
+from cbma.terms import (
+    SEMANTICS,
+    And,
+    AndNot,
+    Not,
+    Or,
+    Term,
+    ambiguity_warning,
+    parse,
+    render,
+    select,
+)
 
 STUDIES = [f"s{i:02d}" for i in range(1, 11)]
 TERMS = ["emotion", "emotional", "reward", "pain", "working memory", "memory", "face", "faces",
@@ -50,7 +61,8 @@ def ids(*numbers):
 
 ALL = ids(*range(1, 11))
 
-# (expression, frequency_threshold, expected selection)
+# (expression, frequency_threshold, expected selection), the same in both semantics: on
+# this table no wildcard selects a study through a sum of sub-threshold weights
 CASES = [
     # single terms, case, spaces, quotes
     ("emotion", 0.001, ids(1, 2, 7)),
@@ -95,20 +107,6 @@ CASES = [
     ("emotion | reward &~ pain | memory", 0.001, ids(1, 2, 5, 6, 7, 9)),
     ("(((pain)))", 0.001, ids(3, 4, 8)),
     ("((emotion & (reward | face)) | (memory &~ (working memory)))", 0.001, ids(1, 2, 6)),
-    # comparisons
-    ("pain > 0.1", 0.001, ids(4)),
-    ("pain >= 0.1", 0.001, ids(4, 8)),
-    ("pain < 0.05", 0.001, ids(1, 2, 3, 5, 6, 7, 9, 10)),
-    ("pain <= 0.1", 0.001, ids(1, 2, 3, 5, 6, 7, 8, 9, 10)),
-    ("pain = 0", 0.001, ids(1, 2, 5, 6, 7, 9, 10)),
-    ("pain == 0.5", 0.001, ids(4)),
-    ("pain != 0", 0.001, ids(3, 4, 8)),
-    ("emotional > 0", 0.001, ids(2, 3)),
-    ("emo* > 0.1", 0.001, ids(1, 2)),
-    ("emotion>=0.05&reward", 0.001, ids(2)),
-    ("visual >= 0.05 &~ (visual > 0.25)", 0.001, ids(4, 6)),
-    ("~(pain > 0.01)", 0.001, ids(1, 2, 5, 6, 7, 9, 10)),
-    ("pain > 1e-2", 0.9, ids(3, 4, 8)),  # comparisons ignore the threshold
     # frequency threshold
     ("emotion", 0.01, ids(1, 2)),
     ("emotion", 0.0001, ids(1, 2, 7)),
@@ -121,15 +119,125 @@ CASES = [
 
 
 @pytest.mark.filterwarnings("ignore:term expression:UserWarning")
+@pytest.mark.parametrize("semantics", SEMANTICS)
 @pytest.mark.parametrize(("expression", "threshold", "expected"), CASES)
-def test_select(weights, expression, threshold, expected):
-    result = select(expression, weights, frequency_threshold=threshold)
+def test_select(weights, expression, threshold, expected, semantics):
+    result = select(expression, weights, frequency_threshold=threshold, semantics=semantics)
     assert isinstance(result, np.ndarray)
     assert list(result) == expected
 
 
 def test_enough_cases():
-    assert len(CASES) >= 40
+    assert len(CASES) + len(COMPARISONS) >= 40
+
+
+# (expression, frequency_threshold, Neurosynth's selection, cbma's selection); None: no study.
+# Neurosynth keeps the studies at the threshold, then those whose weight passes the
+# comparison, with '>' meaning '>='; cbma compares every study's weight as written.
+# pain: s03 0.02, s04 0.5, s08 0.1; emotional: s02 0.3, s03 0.0005 (under 0.001).
+COMPARISONS = [
+    ("pain > 0.1", 0.001, ids(4, 8), ids(4)),
+    ("pain >= 0.1", 0.001, ids(4, 8), ids(4, 8)),
+    ("pain < 0.05", 0.001, ids(3), ids(1, 2, 3, 5, 6, 7, 9, 10)),
+    ("pain <= 0.1", 0.001, ids(3, 8), ids(1, 2, 3, 5, 6, 7, 8, 9, 10)),
+    ("pain = 0", 0.001, None, ids(1, 2, 5, 6, 7, 9, 10)),
+    ("pain == 0.5", 0.001, ids(4), ids(4)),
+    ("pain != 0", 0.001, ids(3, 4, 8), ids(3, 4, 8)),
+    ("emotional > 0", 0.001, ids(2), ids(2, 3)),
+    # sums (emotion + emotional): s01 0.2, s02 0.35; any: s01 (0.2), s02 (0.3)
+    ("emo* > 0.1", 0.001, ids(1, 2), ids(1, 2)),
+    ("emotion>=0.05&reward", 0.001, ids(2), ids(2)),
+    ("visual >= 0.05 &~ (visual > 0.25)", 0.001, ids(4, 6), ids(4, 6)),
+    ("~(pain > 0.01)", 0.001, ids(1, 2, 5, 6, 7, 9, 10), ids(1, 2, 5, 6, 7, 9, 10)),
+    # Neurosynth: pain >= 0.05 (s04, s08), then >= 0.01; cbma ignores the threshold
+    ("pain > 1e-2", 0.05, ids(4, 8), ids(3, 4, 8)),
+]
+
+
+@pytest.mark.parametrize(("expression", "threshold", "neurosynth", "cbma"), COMPARISONS)
+def test_comparisons(weights, expression, threshold, neurosynth, cbma):
+    assert list(select(expression, weights, threshold, semantics="cbma")) == cbma
+    if neurosynth is None:
+        with pytest.raises(CbmaError, match="selects no studies"):
+            select(expression, weights, threshold)
+    else:
+        assert list(select(expression, weights, threshold)) == neurosynth
+        assert list(select(expression, weights, threshold, semantics="neurosynth")) == neurosynth
+
+
+def _table(rows):
+    """A study x term weight table from {study: {term: weight}} (absent: 0)."""
+    terms = sorted({t for row in rows.values() for t in row})
+    return pd.DataFrame([[row.get(t, 0.0) for t in terms] for row in rows.values()],
+                        index=list(rows), columns=terms)
+
+
+def test_wildcard_sums_the_matching_terms():
+    # Neurosynth (FeatureTable.get_ids, func=np.sum): a wildcard's weight is the sum of the
+    # weights of every term it matches, compared with the threshold (sum >= 0.05 here):
+    #   s1  emotion 0.03 + emotional 0.03  = 0.06  -> selected (neither term alone is)
+    #   s2  emotion 0.08                   = 0.08  -> selected
+    #   s3  emotional 0.02                 = 0.02  -> not
+    #   s4  pain 0.3                       = 0     -> not
+    #   s5  emotion 0.04 + emotional 0.005 = 0.045 -> not
+    # cbma's "any": only s2 has a single emo* term at 0.05 or more.
+    table = _table({
+        "s1": {"emotion": 0.03, "emotional": 0.03},
+        "s2": {"emotion": 0.08},
+        "s3": {"emotional": 0.02},
+        "s4": {"pain": 0.3},
+        "s5": {"emotion": 0.04, "emotional": 0.005, "pain": 0.1},
+    })
+    assert list(select("emo*", table, 0.05)) == ["s1", "s2"]
+    assert list(select("emo*", table, 0.05, semantics="cbma")) == ["s2"]
+    # pain (>= 0.05): s4, s5; the union follows the wildcard's selection
+    assert list(select("emo* | pain", table, 0.05)) == ["s1", "s2", "s4", "s5"]
+    assert list(select("emo* | pain", table, 0.05, semantics="cbma")) == ["s2", "s4", "s5"]
+    # a comparison on a wildcard compares the sum too: s1 0.06, s2 0.08, s5 0.045 (< 0.05)
+    assert list(select("emo* > 0.06", table, 0.001)) == ["s1", "s2"]
+    assert list(select("emo* > 0.06", table, 0.001, semantics="cbma")) == ["s2"]
+
+
+def test_greater_than_means_at_least():
+    # Neurosynth (lexparser.Parser.p_list_rt): 'list > x' keeps the studies with weight >= x,
+    # among those at the threshold (0.001):
+    #   pain: s1 0.1, s2 0.2, s3 0.05, s4 0
+    #   pain > 0.1  ->  0.1 >= 0.1 (s1) and 0.2 (s2)   cbma (strict): s2 only
+    #   pain > 0.2  ->  s2                             cbma: no study
+    table = _table({"s1": {"pain": 0.1}, "s2": {"pain": 0.2}, "s3": {"pain": 0.05},
+                    "s4": {"emotion": 0.4}})
+    assert list(select("pain > 0.1", table)) == ["s1", "s2"]
+    assert list(select("pain > 0.1", table, semantics="cbma")) == ["s2"]
+    assert list(select("pain > 0.2", table)) == ["s2"]
+    with pytest.raises(CbmaError, match="selects no studies"):
+        select("pain > 0.2", table, semantics="cbma")
+    # '>=' is '>' in Neurosynth's meaning
+    assert list(select("pain >= 0.1", table)) == ["s1", "s2"]
+
+
+def test_less_than_keeps_only_studies_with_the_term():
+    # Neurosynth (lexparser.Parser.p_list_lt on the weights from get_ids): 'list < x' keeps,
+    # of the studies whose weight is at least the threshold (0.001), those under x:
+    #   pain: s1 0.02, s2 0.2, s3 absent, s4 0.0005 (under the threshold); emotion: s3, s4
+    #   pain < 0.05  ->  at the threshold: s1, s2  ->  under 0.05: s1
+    #   cbma (every study's weight): s1 0.02, s3 0, s4 0.0005  ->  s1, s3, s4
+    table = _table({"s1": {"pain": 0.02}, "s2": {"pain": 0.2},
+                    "s3": {"emotion": 0.3}, "s4": {"pain": 0.0005, "emotion": 0.1}})
+    assert list(select("pain < 0.05", table)) == ["s1"]
+    assert list(select("pain < 0.05", table, semantics="cbma")) == ["s1", "s3", "s4"]
+    # so 'emotion & pain < 0.05' needs pain: none in Neurosynth's meaning, s3 and s4 in cbma's
+    with pytest.raises(CbmaError, match="selects no studies"):
+        select("emotion & pain < 0.05", table)
+    assert list(select("emotion & pain < 0.05", table, semantics="cbma")) == ["s3", "s4"]
+    # and the complement holds the studies without pain
+    assert list(select("~(pain < 0.05)", table)) == ["s2", "s3", "s4"]
+    assert list(select("~(pain < 0.05)", table, semantics="cbma")) == ["s2"]
+
+
+@pytest.mark.parametrize("semantics", ["Neurosynth", "any", "", None, 1])
+def test_unknown_semantics(weights, semantics):
+    with pytest.raises(CbmaError, match="semantics must be one of 'neurosynth', 'cbma'"):
+        select("pain", weights, semantics=semantics)
 
 
 @pytest.mark.parametrize(("implicit", "explicit"), [
@@ -217,18 +325,32 @@ def test_ambiguity_warning(weights):
     assert ambiguity_warning('"a | b" & c') is None
     assert "(a &~ b) | c" in ambiguity_warning("a &~ b | c")
     assert ambiguity_warning("x & (a | b & c)") is not None
+    # Neurosynth groups from the right: 'a &~ b & c' is a &~ (b & c) there
+    assert "'(a &~ b) & c'" in ambiguity_warning("a &~ b & c")
+    assert "from the right" in ambiguity_warning("a &~ b &~ c")
+    assert ambiguity_warning("(a &~ b) & c") is None
+    assert ambiguity_warning("a &~ (b & c)") is None
+    assert ambiguity_warning("a & ~b & c") is None  # '& ~' is '&' with a not, no grouping
+    assert ambiguity_warning('"a &~ b" & c') is None
 
     with pytest.warns(UserWarning, match=re.escape("reads it as 'emotion | (reward & pain)'")):
         select("emotion | reward & pain", weights)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         select("(emotion | reward) & pain", weights)
+    # pain (s03 s04 s08) minus face (s01 s08), then & visual (s04 s06 s07): s04; Neurosynth's
+    # reading, pain minus (face & visual, none): s03 s04 s08
+    with pytest.warns(UserWarning, match=re.escape("reads it as '(pain &~ face) & visual'")):
+        assert list(select("pain &~ face & visual", weights)) == ids(4)
+    assert list(select("pain &~ (face & visual)", weights)) == ids(3, 4, 8)
 
 
 def test_sparse_weights(weights):
     matrix = sp.csr_matrix(weights.to_numpy())
     triple = (matrix, list(weights.index), list(weights.columns))
-    assert list(select("(emo* &~ reward) | pain > 0.1", triple)) == ids(1, 4, 7)
+    # pain > 0.1 is pain >= 0.1 (s04, s08) in Neurosynth's meaning, pain > 0.1 (s04) in cbma's
+    assert list(select("(emo* &~ reward) | pain > 0.1", triple)) == ids(1, 4, 7, 8)
+    assert list(select("(emo* &~ reward) | pain > 0.1", triple, semantics="cbma")) == ids(1, 4, 7)
     assert list(select("~(emotion | face*)", triple, 0.01)) == ids(3, 4, 5, 6, 9, 10)
     with pytest.raises(CbmaError, match="shape"):
         select("pain", (matrix, STUDIES[:3], TERMS))
@@ -302,18 +424,18 @@ def test_fuzz_valid_expressions(weights):
 
     @hypothesis.settings(max_examples=200, deadline=None, database=None,
                          suppress_health_check=list(hypothesis.HealthCheck))
-    @hypothesis.given(expression=expressions)
-    def check(expression):
+    @hypothesis.given(expression=expressions, semantics=st.sampled_from(SEMANTICS))
+    def check(expression, semantics):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             explicit = render(parse(expression), explicit=True)
             try:
-                result = select(expression, weights)
+                result = select(expression, weights, semantics=semantics)
             except CbmaError as err:
                 assert "selects no studies" in str(err)
                 return
             # the explicitly parenthesised reading selects the same studies
-            assert list(select(explicit, weights)) == list(result)
+            assert list(select(explicit, weights, semantics=semantics)) == list(result)
             assert ambiguity_warning(explicit) is None
 
     check()

@@ -251,6 +251,68 @@ def test_expression_on_a_dataset_without_terms_is_an_error(tmp_path):
     assert "a.select.expression: the dataset has no term weights" in res.stderr
 
 
+# A hand-made Neurosynth-format database: five studies, three terms.
+#   study  emotion  emotional  pain    emo* (sum)
+#   101    0.03     0.03       -       0.06
+#   102    0.08     -          -       0.08
+#   103    -        0.02       0.02    0.02
+#   104    -        -          0.3     0
+#   105    0.04     0.005      0.1     0.045
+# emo* at frequency_threshold 0.05: Neurosynth sums (101, 102); cbma, any term (102).
+# pain < 0.05 at 0.001: Neurosynth, of the studies with pain, those under 0.05 (103);
+# cbma, every study whose weight is under 0.05 (101, 102, 103).
+TINY_FEATURES = {"101": (0.03, 0.03, 0.0), "102": (0.08, 0.0, 0.0), "103": (0.0, 0.02, 0.02),
+                 "104": (0.0, 0.0, 0.3), "105": (0.04, 0.005, 0.1)}
+
+
+def _tiny_database(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["id\tx\ty\tz\tspace"]
+    for i, study in enumerate(TINY_FEATURES):
+        rows += [f"{study}\t{40 - 8 * i}\t-16\t12\tMNI", f"{study}\t-24\t{-4 - 6 * i}\t-20\tMNI"]
+    (folder / "database.txt").write_text("\n".join(rows) + "\n")
+    lines = ["pmid\temotion\temotional\tpain"]
+    lines += ["\t".join([study, *map(str, w)]) for study, w in TINY_FEATURES.items()]
+    (folder / "features.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_semantics_reaches_the_selection(tmp_path):
+    """Only ingest and select run (a few seconds), on a five-study database."""
+    _tiny_database(tmp_path / "db")
+    cases = {
+        "emo_default": ({"expression": "emo*", "frequency_threshold": 0.05}, ["101", "102"]),
+        "emo_neurosynth": ({"expression": "emo*", "frequency_threshold": 0.05,
+                            "semantics": "neurosynth"}, ["101", "102"]),
+        "emo_cbma": ({"expression": "emo*", "frequency_threshold": 0.05, "semantics": "cbma"},
+                     ["102"]),
+        "pain_default": ({"expression": "pain < 0.05"}, ["103"]),
+        "pain_cbma": ({"expression": "pain < 0.05", "semantics": "cbma"}, ["101", "102", "103"]),
+    }
+    config = {"seed": 1,
+              "datasets": {"tiny": {"path": str(tmp_path / "db" / "database.txt"),
+                                    "features": str(tmp_path / "db" / "features.txt"),
+                                    "format": "neurosynth"}},
+              "analyses": {name: {"dataset": "tiny", "estimator": "mkda", "select": select}
+                           for name, (select, _) in cases.items()}}
+    write_config(tmp_path, config)
+    smk(tmp_path, "--until", "select")
+    for name, (_, studies) in cases.items():
+        out = tmp_path / "results" / "analyses" / name / "selection.tsv"
+        chosen = pd.read_csv(out, sep="\t", dtype=str)["id"].tolist()
+        assert chosen == [f"{s}-1" for s in studies], name
+
+
+def test_semantics_needs_an_expression(tmp_path):
+    config = {"datasets": {"d": {"path": "resources/data/semantic_knowledge_children.txt",
+                                 "format": "sleuth"}},
+              "analyses": {"a": {"dataset": "d", "select": {"ids": ["x"], "semantics": "cbma"}}}}
+    write_config(tmp_path, config)
+    res = smk(tmp_path, "--dry-run", check=False)
+    assert res.returncode != 0
+    assert "cbma error: config: analyses.a.select: 'expression' is a dependency of 'semantics'" \
+        in res.stderr
+
+
 def _masked(path, mask):
     return mask.apply(np.asanyarray(nib.load(path).dataobj)).astype(float)
 

@@ -33,7 +33,8 @@ experiment get p = 1/n there (the tests show it); away from ties the two
 agree within permutation error.
 
 Conjunction (:func:`conjunction`) is the minimum statistic of Nichols et al.
-(2005).
+(2005), thresholded at the critical value of a single map: a voxel is in it
+only where every analysis is significant on its own.
 """
 
 import io as _io
@@ -390,8 +391,10 @@ def subtraction_maps(difference, null, mode="nimare", group1_significant=None,
         ``L = #{D_perm <= D}``, ``z = Phi^-1(1 - p/2) sign(L - U)``.
         ``"eickhoff2012"``: one-sided tests inside the main effects:
         group 1 > group 2 where ``group1_significant``, with
-        ``p = max(#{D_perm > D} / n, 1/n)``, and group 2 > group 1 where
-        ``group2_significant``, with ``p = max(#{D_perm < D} / n, 1/n)``;
+        ``p = max(U / n, 1/n)``, and group 2 > group 1 where
+        ``group2_significant``, with ``p = max(L / n, 1/n)`` (permutations
+        that tie with the observed difference count as exceedances, as a
+        permutation p-value counts them);
         ``z = Phi^-1(1 - p)``, positive for the first and negative for the
         second; where a voxel is in both main effects it carries the test
         with the smaller p (group 1 on ties); p = 1 and z = 0 elsewhere.
@@ -423,8 +426,9 @@ def subtraction_maps(difference, null, mode="nimare", group1_significant=None,
                 raise CbmaError(f"{name} must be a boolean masked vector of {difference.size} "
                                 f"voxels, got {m.dtype} of shape {m.shape}")
             masks.append(m)
-        p_up = np.where(masks[0], np.maximum((n - n_le) / n, 1 / n), 1.0)  # D_perm > D
-        p_down = np.where(masks[1], np.maximum((n - n_ge) / n, 1 / n), 1.0)  # D_perm < D
+        # ties count as exceedances: p = #{D_perm >= D} / n (group 1 > group 2)
+        p_up = np.where(masks[0], np.maximum(n_ge / n, 1 / n), 1.0)
+        p_down = np.where(masks[1], np.maximum(n_le / n, 1 / n), 1.0)  # #{D_perm <= D} / n
         up = p_up <= p_down
         p = np.where(up, p_up, p_down)
         z = np.where(up, p_to_z(p_up), -p_to_z(p_down)) + 0.0  # no -0.0
@@ -486,19 +490,51 @@ def ale_subtraction(ma1, ma2, seed, contrast, n_iters, mode="nimare", group1_sig
 # conjunction
 # --------------------------------------------------------------------------
 
-def conjunction(maps):
+def conjunction_threshold(map_name, alpha):
+    """The value each analysis' map must exceed for a voxel to enter a conjunction.
+
+    A conjunction is significant where every analysis is significant on its
+    own (Nichols et al. 2005): the minimum statistic is tested against the
+    critical value of a single map.
+
+    Parameters
+    ----------
+    map_name : str
+        The corrected map that enters the conjunction. A ``..._thresholded``
+        map is already 0 wherever the corrected p is at least ``alpha``, so
+        it must exceed 0; a corrected z map (the z of a corrected p) must
+        exceed the one-sided z of ``alpha``.
+    alpha : float
+        The analysis' family-wise error rate.
+
+    Returns
+    -------
+    float
+    """
+    if map_name.endswith("_thresholded"):
+        return 0.0
+    if "_corr-" not in map_name:
+        raise CbmaError(f"a conjunction takes corrected maps; {map_name!r} is not one")
+    return float(p_to_z(alpha))
+
+
+def conjunction(maps, thresholds):
     """Minimum-statistic conjunction of two or more maps (Nichols et al. 2005).
 
-    A voxel is in the conjunction only if it is positive in every map (e.g.
-    significant in every thresholded or corrected z map); it then takes the
-    smallest value, else 0. NiMARE's ``conjunction_analysis`` tests the
-    product of the maps instead, which also lets through voxels negative in
-    an even number of maps.
+    A voxel is in the conjunction only if every map exceeds its threshold
+    there (the single map's critical value: see :func:`conjunction_threshold`);
+    it then takes the smallest of the maps' values, else 0. NiMARE's
+    ``conjunction_analysis`` takes the minimum wherever the product of the
+    maps is positive, which neither thresholds the maps nor excludes voxels
+    negative in an even number of them.
 
     Parameters
     ----------
     maps : sequence of ndarray
         Maps of one shape (masked vectors or volumes on one grid).
+    thresholds : float or sequence of float
+        The value each map must exceed (one for all, or one per map). No
+        default: a conjunction of unthresholded maps is not a test.
 
     Returns
     -------
@@ -511,5 +547,9 @@ def conjunction(maps):
     shapes = sorted({m.shape for m in maps})
     if len(shapes) != 1:
         raise CbmaError(f"conjunction maps have different shapes: {shapes}")
+    thresholds = np.broadcast_to(np.asarray(thresholds, dtype=float), (len(maps),))
+    if not np.all(np.isfinite(thresholds)):
+        raise CbmaError(f"conjunction thresholds must be finite numbers, got {thresholds}")
     stack = np.stack(maps)
-    return np.where(np.all(stack > 0, axis=0), stack.min(axis=0), 0).astype(stack.dtype)
+    above = np.all(stack > thresholds.reshape((-1,) + (1,) * maps[0].ndim), axis=0)
+    return np.where(above, stack.min(axis=0), 0).astype(stack.dtype)

@@ -1,9 +1,74 @@
 """Checks of the run configuration, with one-line messages naming the key."""
 
+import copy
+from pathlib import Path
+
 import jsonschema
 import yaml
 
-from .errors import CbmaError
+from .errors import CbmaError, InputFileError
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def load_yaml_strict(path):
+    """Load a YAML (or JSON) config file, refusing a key given twice in one mapping.
+
+    YAML loaders keep the last of two equal keys without a word, so an
+    analysis given twice would silently replace the first.
+
+    Parameters
+    ----------
+    path : str or Path
+        The config file.
+
+    Returns
+    -------
+    object
+        The loaded document (``None`` for an empty file).
+
+    Raises
+    ------
+    InputFileError
+        ``<file>, line N: key 'analyses.x' is given twice (first on line M)
+        ...``, for the first repeated key.
+    yaml.YAMLError
+        For a file that is not YAML.
+    """
+    path = Path(path)
+    loader = yaml.SafeLoader(path.read_text(encoding="utf-8"))
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_duplicate_keys(path, node, "", set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_duplicate_keys(path, node, where, visited):
+    if id(node) in visited:  # an alias of a node already checked
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for k, item in enumerate(node.value):
+            _check_duplicate_keys(path, item, f"{where}[{k}]", visited)
+    elif isinstance(node, yaml.MappingNode):
+        first = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE_TAG:
+                _check_duplicate_keys(path, value, where, visited)
+                continue
+            name = f"{where}.{key.value}" if where else key.value
+            line = key.start_mark.line + 1
+            if (key.tag, key.value) in first:
+                raise InputFileError(
+                    path, line, f"key {name!r} is given twice (first on line "
+                    f"{first[key.tag, key.value]}); YAML would keep only the last, so "
+                    "rename or remove one")
+            first[key.tag, key.value] = line
+            _check_duplicate_keys(path, value, name, visited)
 
 
 def _key_path(error):
@@ -42,12 +107,14 @@ def check_config(config, schema_path):
             keys = " and ".join(err.validator_value.get("required", []))
             raise CbmaError(f"config: {where}: give only one of {keys}")
         raise CbmaError(f"config: {where}: {err.message}")
+    _check_names(config)
     datasets = config.get("datasets", {})
+    for section in ("analyses", "coactivation"):
+        for name, analysis in (config.get(section) or {}).items():
+            if analysis["dataset"] not in datasets:
+                raise CbmaError(f"config: {section}.{name}.dataset: no dataset named "
+                                f"{analysis['dataset']!r} (datasets: {', '.join(datasets)})")
     analyses = {**config.get("analyses", {}), **(config.get("coactivation") or {})}
-    for name, analysis in analyses.items():
-        if analysis["dataset"] not in datasets:
-            raise CbmaError(f"config: analyses.{name}.dataset: no dataset named "
-                            f"{analysis['dataset']!r} (datasets: {', '.join(datasets)})")
     for section in ("contrasts", "conjunctions"):
         for name, block in (config.get(section) or {}).items():
             for ref in block["analyses"]:
@@ -56,11 +123,22 @@ def check_config(config, schema_path):
                                     f"{ref!r} (analyses: {', '.join(analyses)})")
             if len(set(block["analyses"])) != len(block["analyses"]):
                 raise CbmaError(f"config: {section}.{name}.analyses: an analysis is repeated")
-    names = [n for s in ("analyses", "coactivation", "contrasts") for n in (config.get(s) or {})]
-    clash = sorted({n for n in names if names.count(n) > 1})
-    if clash:
-        raise CbmaError(f"config: contrasts.{clash[0]}: a contrast needs a name no analysis "
-                        "has (the name seeds its permutations)")
+
+
+def _check_names(config):
+    """Analyses, coactivations and contrasts need names of their own."""
+    analyses = config.get("analyses") or {}
+    coactivation = config.get("coactivation") or {}
+    for name in coactivation:
+        if name in analyses:
+            raise CbmaError(f"config: coactivation.{name}: analyses.{name} has this name "
+                            f"already (both would write results/analyses/{name}/)")
+    for name in config.get("contrasts") or {}:
+        for section, names in (("analyses", analyses), ("coactivation", coactivation)):
+            if name in names:
+                raise CbmaError(f"config: contrasts.{name}: {section}.{name} has this name "
+                                "already; a contrast needs a name no analysis has (the name "
+                                "seeds its permutations)")
 
 
 MKDA_FAMILY = ("mkda", "kda", "mkda_chi2")
@@ -108,7 +186,7 @@ def normalise_config(config):
     ``value`` 1); turns ``seed`` into ``select: {seed: ...}`` (seed ``r``
     6 mm: a focus within r mm of a seed coordinate, or a sphere of r mm
     reaching a seed mask voxel, activates it; ``proportion`` 0) and gives ``select.expression`` its
-    ``frequency_threshold`` (0.001).
+    ``frequency_threshold`` (0.001) and ``semantics`` (``neurosynth``).
 
     Parameters
     ----------
@@ -131,7 +209,9 @@ def normalise_config(config):
         for name, analysis in (config.get(section) or {}).items():
             where = f"{section}.{name}"
             analysis.setdefault("estimator", default)
-            analysis.setdefault("correction", {})
+            # a copy: the schema's default correction is one dict shared by every
+            # analysis that gives none, whatever its estimator
+            analysis["correction"] = copy.deepcopy(analysis.get("correction") or {})
             analysis["correction"].setdefault(
                 "method", "fdr" if analysis["estimator"] == "mkda_chi2" else "montecarlo")
             _check_analysis(where, analysis, datasets)
@@ -144,6 +224,7 @@ def normalise_config(config):
                     continue
                 if "expression" in block:
                     block.setdefault("frequency_threshold", 0.001)
+                    block.setdefault("semantics", "neurosynth")
                 if "seed" in block:
                     seed = block["seed"]
                     seed.setdefault("r", 6.0)
@@ -153,9 +234,7 @@ def normalise_config(config):
                             xyz[0], list) else [list(map(float, p)) for p in xyz]
                     else:
                         seed.setdefault("proportion", 0.0)
-    clash = sorted(set(config.get("analyses") or {}) & set(config.get("coactivation") or {}))
-    if clash:
-        raise CbmaError(f"config: coactivation.{clash[0]}: an analysis has this name already")
+    _check_names(config)
     analyses = {**config["analyses"], **(config.get("coactivation") or {})}
     for name, block in (config.get("contrasts") or {}).items():
         kinds = [analyses[a]["estimator"] for a in block["analyses"]]

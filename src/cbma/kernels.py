@@ -13,8 +13,8 @@ _ED_TO_FWHM = np.sqrt(8 * np.log(2)) / (2 * np.sqrt(2 / np.pi))
 FWHM_TEMPLATE = 5.7 * _ED_TO_FWHM  # between-template uncertainty, 8.4113 mm
 FWHM_SUBJECTS = 11.6 * _ED_TO_FWHM  # between-subject uncertainty for n = 1, 17.1177 mm
 
-KERNEL_CUBE = 31  # kernels are built in a 31^3 cube, as NiMARE does
-KERNEL_PAD = KERNEL_CUBE // 2
+FWHM_TO_SIGMA = 1.0 / np.sqrt(8 * np.log(2))  # sigma of a Gaussian per unit of FWHM
+TRUNCATE = 4.0  # kernels reach 4 sigma along each axis (NiMARE's scipy.ndimage default)
 
 
 def ale_fwhm(sample_size):
@@ -24,36 +24,57 @@ def ale_fwhm(sample_size):
 
 
 def ale_kernel(fwhm, voxel_size):
-    """The ALE kernel: a discrete 3-D Gaussian that sums to 1.
+    """The ALE kernel on a grid: a discrete 3-D Gaussian of ``fwhm`` mm that sums to 1.
 
-    Built as NiMARE 0.22 builds it: a unit impulse in a 31^3 cube smoothed
-    with ``scipy.ndimage.gaussian_filter`` (truncated at 4 sigma), then
-    cropped to the extent of values above machine epsilon.
+    The Gaussian is defined in millimetres, so the kernel has the same width
+    in mm on any grid, isotropic or not: along axis ``a`` its standard
+    deviation is ``fwhm / sqrt(8 ln 2) / voxel_size[a]`` voxels. Each axis
+    is sampled at the voxel centres out to 4 standard deviations and
+    normalised (``scipy.ndimage.gaussian_filter`` of a unit impulse, as
+    NiMARE 0.22 builds its kernels), so the kernel sums to 1 whatever its
+    width; values at or below machine epsilon are cropped.
+
+    On the 2 mm grids of GingerALE and NiMARE this is NiMARE's kernel.
+    NiMARE converts the FWHM with ``sqrt(prod(voxel_size))`` and builds it
+    in a fixed 31^3 cube, which is exact there only: on a 1 mm grid its
+    kernel is about 40 % too wide and cut by the cube, on 3 mm too narrow.
 
     Parameters
     ----------
     fwhm : float
         Full width at half maximum, in mm.
     voxel_size : sequence of 3 floats
-        Voxel size of the grid in mm. The mm-to-voxel conversion divides by
-        ``sqrt(prod(voxel_size))``, NiMARE's rule, which is exact on 2 mm
-        isotropic grids (the ones GingerALE and NiMARE use for ALE).
+        Voxel size of the grid along each axis, in mm.
 
     Returns
     -------
-    ndarray, 3-D, odd size
+    ndarray, 3-D, odd size along each axis
         Kernel values; the centre voxel is at ``shape // 2``.
     """
     if not np.isfinite(fwhm) or fwhm <= 0:
         raise CbmaError(f"kernel FWHM must be a positive number of mm, got {fwhm!r}")
-    fwhm_vox = fwhm / np.sqrt(np.prod(voxel_size))
-    sigma = fwhm_vox * np.sqrt(2) / (2 * np.sqrt(2 * np.log(2)))
-    delta = np.zeros((KERNEL_CUBE,) * 3)
-    delta[(KERNEL_PAD,) * 3] = 1.0
-    kernel = gaussian_filter(delta, sigma, mode="constant")
-    idx = np.where(kernel > np.finfo(float).eps)[0]
-    lo, hi = idx.min(), idx.max() + 1
-    return kernel[lo:hi, lo:hi, lo:hi]
+    voxel_size = np.asarray(voxel_size, dtype=float)
+    if voxel_size.shape != (3,) or not np.all(np.isfinite(voxel_size) & (voxel_size > 0)):
+        raise CbmaError(f"voxel size must be 3 positive numbers of mm, got {voxel_size!r}")
+    sigma = fwhm * FWHM_TO_SIGMA / voxel_size
+    # scipy's kernel radius at TRUNCATE sigma: a box this size loses nothing
+    reach = (TRUNCATE * sigma + 0.5).astype(int)
+    delta = np.zeros(tuple(2 * reach + 1))
+    delta[tuple(reach)] = 1.0
+    kernel = gaussian_filter(delta, sigma, mode="constant", truncate=TRUNCATE)
+    keep = kernel > np.finfo(float).eps
+    box = []
+    for axis, r in enumerate(reach):
+        other = tuple(a for a in range(3) if a != axis)
+        extent = np.flatnonzero(keep.any(axis=other))
+        half = max(r - extent[0], extent[-1] - r)  # symmetric about the centre
+        box.append(slice(r - half, r + half + 1))
+    return kernel[tuple(box)]
+
+
+def kernel_reach(kernel):
+    """Half-width of a kernel in voxels along each axis (``shape // 2``)."""
+    return np.asarray(kernel.shape) // 2
 
 
 def experiment_fwhms(sample_sizes, fwhm=None, sample_size=None):
@@ -126,7 +147,7 @@ def ale_ma_maps(ijk, experiment, fwhms, mask):
     counts, cols, vals = [], [], []
     for e in range(len(fwhms)):
         kern = kernels[which[e]]
-        half = kern.shape[0] // 2
+        half = kernel_reach(kern)
         boxes = []
         for centre in ijk[experiment == e]:
             lo = centre - half

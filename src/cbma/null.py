@@ -40,7 +40,7 @@ import numpy as np
 from scipy import ndimage
 
 from .estimators import ale_stat
-from .kernels import KERNEL_PAD, kernel_bank
+from .kernels import kernel_bank, kernel_reach
 
 NULL_COLUMNS = ["iteration", "max_stat", "max_cluster_size", "max_cluster_mass"]
 # The cores' share of the cluster-forming threshold: kernel values of at least
@@ -124,8 +124,11 @@ class RandomFociModel(_RandomFoci):
     """
 
     def __init__(self, n_foci, fwhms, mask):
-        super().__init__(n_foci, mask, KERNEL_PAD + 1)
         kernels, which = kernel_bank(fwhms, mask.voxel_size)
+        # the compiled loop reads each kernel from a cube: a kernel that is
+        # narrower along some axis (anisotropic voxels) is padded with zeros
+        kernels = [_as_cube(kern) for kern in kernels]
+        super().__init__(n_foci, mask, max(kern.shape[0] // 2 for kern in kernels) + 1)
         # each kernel's nonzero voxels (offsets and values), and log(1 - kernel)
         # as a dense cube
         offsets, values, ptr = [], [], [0]
@@ -154,6 +157,13 @@ class RandomFociModel(_RandomFoci):
         counts = np.add.reduceat(keep.astype(np.int64), self.k_ptr[:-1])
         ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         return ptr, self.k_off[keep], self.k_log[keep]
+
+
+def _as_cube(kernel):
+    """A kernel zero-padded to a cube about its centre voxel."""
+    reach = kernel_reach(kernel)
+    pad = reach.max() - reach
+    return np.pad(kernel, [(int(a), int(a)) for a in pad])
 
 
 class SphereFociModel(_RandomFoci):

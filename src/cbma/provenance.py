@@ -7,6 +7,7 @@ but the ``timing`` block is the same for the same config and inputs.
 """
 
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -36,46 +37,211 @@ def sha256(path, chunk=1 << 20):
     return digest.hexdigest()
 
 
-def _local_imports(module):
-    """Names of the cbma modules that ``module`` imports."""
-    tree = ast.parse((PACKAGE_DIR / f"{module}.py").read_text())
-    found = set()
+#: Package data, by the cbma module that reads it (paths inside the package;
+#: a folder stands for all its files). In :func:`code_fingerprint` the data
+#: counts as part of that module's code: a rule whose script imports the
+#: module, directly or not, re-runs when the data changes.
+PACKAGE_DATA = {"cbma.report": ("templates",)}
+
+
+def _module_file(name, package_dir):
+    """The file of module ``name`` (dotted, e.g. ``cbma.io``) in ``package_dir``, or None."""
+    root, *parts = name.split(".")
+    if root != package_dir.name:
+        return None
+    base = package_dir.joinpath(*parts)
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    if parts and base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    return None
+
+
+def _is_docstring(node):
+    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str))
+
+
+@functools.cache
+def _parse(source, package):
+    """What a module's source imports, and its code with the docstrings stripped.
+
+    Cached on the source text, so that a workflow computing the fingerprints of
+    many rules parses each module once.
+
+    Parameters
+    ----------
+    source : str
+        The module's text.
+    package : str
+        The package relative imports are resolved against (``"cbma"`` for
+        ``cbma.io``; ``""`` for a script, which has none).
+
+    Returns
+    -------
+    imported : frozenset of str
+        Every dotted name the module imports, absolute, with the names taken
+        from a module (``from .io import read_tsv`` gives ``cbma.io`` and
+        ``cbma.io.read_tsv``); imports inside functions count too.
+    code : str
+        ``ast.dump`` of the module, docstrings and other bare strings removed.
+    """
+    tree = ast.parse(source)
+    imported = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module:
-                found.add(node.module.split(".")[0])
-            elif node.level == 1:
-                found.update(alias.name for alias in node.names)
-            elif node.module and node.module.startswith("cbma."):
-                found.add(node.module.split(".")[1])
-        elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("cbma."))
-    return {m for m in found if (PACKAGE_DIR / f"{m}.py").is_file()}
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".") if package else []
+                if node.level - 1 >= len(parts):
+                    continue  # above the top-level package: fails on import anyway
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            imported.add(base)
+            imported.update(f"{base}.{a.name}" for a in node.names if a.name != "*")
+        # a string standing alone as a statement (a docstring) does nothing: drop it
+        for field, value in ast.iter_fields(node):
+            if isinstance(value, list) and any(map(_is_docstring, value)):
+                setattr(node, field, [s for s in value if not _is_docstring(s)])
+    return frozenset(imported), ast.dump(tree)
 
 
-def code_fingerprint(*modules):
-    """A short hash of the source of cbma modules and everything they import from cbma.
+def _read(name, package_dir):
+    """``(imported cbma modules, code)`` of module ``name``, or of a script (a path)."""
+    if isinstance(name, Path):
+        path, package = name, ""
+    else:
+        path = _module_file(name, package_dir)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    imported, code = _parse(path.read_text(), package)
+    return _package_modules(imported, package_dir), code
 
-    Rules put it in their ``params`` so that editing the library code a rule
-    depends on re-runs that rule (Snakemake tracks scripts, not the modules
-    they import).
+
+def _package_modules(names, package_dir):
+    """The modules of the package among ``names`` and their parents.
+
+    Importing ``cbma.io`` runs ``cbma/__init__.py`` first: every prefix of a
+    dotted name that is a module of the package counts.
+    """
+    found = set()
+    for name in names:
+        parts = name.split(".")
+        found.update(m for m in (".".join(parts[:i]) for i in range(1, len(parts) + 1))
+                     if _module_file(m, package_dir) is not None)
+    return found
+
+
+def imported_modules(*modules, script=None, package_dir=None):
+    """The cbma modules that run when ``modules`` (or ``script``) are imported.
+
+    Follows the imports from one cbma module to another, transitively,
+    including the imports inside functions and the package ``__init__``
+    modules that Python runs on the way.
 
     Parameters
     ----------
     *modules : str
-        Module names inside the cbma package, e.g. ``"null"``.
+        Module names, dotted (``"cbma.null"``) or inside the package
+        (``"null"``).
+    script : str or Path, optional
+        A Python file (a rule script) whose cbma imports start the search.
+    package_dir : str or Path, optional
+        The package folder (default: that of this cbma).
+
+    Returns
+    -------
+    set of str
+        Dotted module names, e.g. ``{"cbma", "cbma.io", "cbma.errors", ...}``
+        (with ``script``, the script itself is not one of them).
     """
-    todo, seen = list(modules), set()
+    package_dir = Path(package_dir or PACKAGE_DIR)
+    root = package_dir.name
+    todo = [m if m == root or m.startswith(f"{root}.") else f"{root}.{m}" for m in modules]
+    for mod in todo:
+        if _module_file(mod, package_dir) is None:
+            raise ValueError(f"no module {mod} in {package_dir}")
+    if script is not None:
+        todo.extend(_read(Path(script), package_dir)[0])
+    seen = set()
     while todo:
         mod = todo.pop()
-        if mod in seen:
-            continue
-        seen.add(mod)
-        todo.extend(_local_imports(mod))
+        if mod not in seen:
+            seen.add(mod)
+            todo.extend(_read(mod, package_dir)[0])
+    return seen
+
+
+def code_fingerprint(*modules, script=None, package_dir=None):
+    """A short hash of the code of cbma modules and of every cbma module they import.
+
+    Rules put it in their ``params`` so that editing the library code a rule
+    runs re-runs that rule: Snakemake tracks the rule's script (by its
+    modification time) but not the modules the script imports.
+
+    Parameters
+    ----------
+    *modules : str
+        Module names, dotted (``"cbma.null"``) or inside the package
+        (``"null"``).
+    script : str or Path, optional
+        A rule script: the modules are those it imports, and what they import.
+    package_dir : str or Path, optional
+        The package folder (default: that of this cbma).
+
+    Returns
+    -------
+    str
+        16 hex digits.
+
+    See Also
+    --------
+    script_fingerprint : the fingerprint of a rule script's cbma code.
+    imported_modules : the modules hashed.
+
+    Notes
+    -----
+    Each module counts by its code, not its text: the ``ast.dump`` of the
+    parsed module (which leaves out line numbers) with the docstrings, and any
+    other string standing alone as a statement, removed. Editing a comment, a
+    docstring, blank lines or the layout changes nothing; any other edit
+    changes the hash. The dump of the same code may differ between Python
+    versions: a new Python can re-run the jobs once.
+
+    The package data a module reads (:data:`PACKAGE_DATA`: the HTML report's
+    template for ``cbma.report``) counts as part of that module, by its bytes.
+    """
+    package_dir = Path(package_dir or PACKAGE_DIR)
+    mods = imported_modules(*modules, script=script, package_dir=package_dir)
+    missing = sorted(m for m in PACKAGE_DATA if _module_file(m, package_dir) is None)
+    if missing:  # a module renamed or moved: say so rather than drop its data
+        raise ValueError(f"PACKAGE_DATA names modules that do not exist: {missing}")
     digest = hashlib.sha256()
-    for mod in sorted(seen):
-        digest.update(mod.encode() + b"\0" + (PACKAGE_DIR / f"{mod}.py").read_bytes())
+    for mod in sorted(mods):
+        digest.update(f"{mod}\0{_read(mod, package_dir)[1]}\0".encode())
+        for data in PACKAGE_DATA.get(mod, ()):
+            # a folder's hash is that of its files' names and contents
+            digest.update(f"{data}\0{sha256(package_dir / data)}\0".encode())
     return digest.hexdigest()[:16]
+
+
+def script_fingerprint(script, package_dir=None):
+    """The :func:`code_fingerprint` of the cbma code a rule script imports.
+
+    Parameters
+    ----------
+    script : str or Path
+        The script (``scripts/<rule>.py``); its ``import cbma...`` and
+        ``from cbma... import ...`` statements give the modules.
+    package_dir : str or Path, optional
+        The package folder (default: that of this cbma).
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
+    return code_fingerprint(script=script, package_dir=package_dir)
 
 
 def versions():

@@ -390,12 +390,17 @@ def compare_section(kind, name, block, table, figure, n_voxels):
                    f"(Eickhoff et al., 2012); voxels with p < {block['alpha']:g} are shown.")
         title = f"{name}: z where p < {block['alpha']:g}"
     else:
+        alphas = sorted(set(block["alphas"]))
+        level = " / ".join(f"{a:g}" for a in alphas)
         facts = [("analyses", ", ".join(analyses)), ("map", block["map"]),
+                 ("inclusion", f"significant in every analysis (FWE p < {level})"),
                  ("voxels in the conjunction", _fmt_int(n_voxels))]
         methods = (f"The conjunction '{name}' of {', '.join(analyses)} took the minimum of "
-                   f"their {block['map']} maps at the voxels where all were positive "
-                   "(minimum statistic; Nichols et al., 2005).")
-        title = f"{name}: minimum z where every analysis is positive"
+                   f"their {block['map']} maps at the voxels where every analysis was "
+                   f"significant on its own (family-wise error p < {level}): the minimum "
+                   "statistic tested against the critical value of a single map, which "
+                   "is a valid test of the conjunction null (Nichols et al., 2005).")
+        title = f"{name}: minimum z where every analysis is significant"
     note = None if not table.empty else "No cluster."
     return {
         "kind": kind.capitalize(), "name": name, "anchor": f"{kind}-{name}", "facts": facts,

@@ -112,7 +112,9 @@ def select_experiments(spec, coordinates, weights, seed_mask=None, seed_ma=None,
     ----------
     spec : dict or None
         ``None`` (every experiment), ``{"ids": [...]}``,
-        ``{"expression": str, "frequency_threshold": float}`` or
+        ``{"expression": str, "frequency_threshold": float, "semantics": str}``
+        (``semantics`` as in :func:`cbma.terms.select`, default
+        ``"neurosynth"``) or
         ``{"seed": {"xyz": [[x, y, z], ...], "r": mm}}`` /
         ``{"seed": {"mask": path, "proportion": p, "r": mm}}``.
     coordinates : pandas.DataFrame
@@ -153,12 +155,15 @@ def select_experiments(spec, coordinates, weights, seed_mask=None, seed_ma=None,
             raise CbmaError(f"{where}.expression: the dataset has no term weights (Sleuth "
                             "files have none; use ids, or a neurosynth or nimare_json dataset)")
         threshold = spec.get("frequency_threshold", 0.001)
+        semantics = spec.get("semantics", term_expressions.SEMANTICS[0])
         try:
-            picked = term_expressions.select(spec["expression"], weights.for_select(), threshold)
+            picked = term_expressions.select(spec["expression"], weights.for_select(), threshold,
+                                             semantics=semantics)
         except CbmaError as exc:
             raise CbmaError(f"{where}.expression: {exc}") from None
         chosen = np.isin(ids, np.asarray(picked, dtype=str))
-        what = f"expression {spec['expression']!r} at frequency_threshold {threshold:g}"
+        what = (f"expression {spec['expression']!r} at frequency_threshold {threshold:g} "
+                f"({semantics} semantics)")
     else:
         seed = spec["seed"]
         if "xyz" in seed:

@@ -4,6 +4,12 @@ A term expression names terms of a vocabulary (the columns of a study-by-term
 weight table, such as Neurosynth's tf-idf features) and combines them with
 set operators, for example ``"(emotion* | reward) &~ pain"``.
 
+By default an expression means what it means in Neurosynth
+(``Dataset.get_studies(expression=...)``, which parses it with
+``neurosynth/base/lexparser.py`` and looks terms up with
+``FeatureTable.get_ids``); ``semantics="cbma"`` gives the per-term meaning of
+earlier cbma versions. The two differ only for wildcards and comparisons.
+
 Syntax
 ------
 Term
@@ -11,20 +17,42 @@ Term
     of letters, digits, ``_``, ``-``, ``'`` and ``*``. Any other characters
     can be used inside double quotes (``"working memory"``). Matching ignores
     case and collapses runs of white space. A bare term selects the studies
-    whose weight for it is at least ``frequency_threshold``.
+    whose weight for it is at least ``frequency_threshold`` (both semantics,
+    as Neurosynth's ``weights >= threshold``).
 Wildcard
     ``*`` anywhere in a term (also inside quotes) matches any run of
-    characters: ``emo*`` is the union of every vocabulary term starting with
-    ``emo``, each compared with the threshold.
+    characters, and the term stands for every vocabulary term it matches.
+
+    - ``neurosynth``: the study's weight for the wildcard is the **sum** of
+      its weights for the matching terms (Neurosynth's default
+      ``func=np.sum``), and the study is selected when that sum is at least
+      ``frequency_threshold``. ``emo*`` can thus select a study in which no
+      single ``emo...`` term reaches the threshold.
+    - ``cbma``: the union of the matching terms, each compared with the
+      threshold on its own (a study is selected when any of them passes).
 Comparison
     ``term OP number`` with ``OP`` one of ``>``, ``>=``, ``<``, ``<=``, ``=``
-    (or ``==``) and ``!=`` selects the studies whose weight itself satisfies
-    the comparison (the threshold is not used); for a wildcard, a study is
-    selected when any matching term satisfies it. Missing weights count as 0.
+    (or ``==``) and ``!=``. Missing weights count as 0.
+
+    - ``neurosynth``: the comparison narrows the studies that the bare term
+      selects (weight, for a wildcard the summed weight, at least
+      ``frequency_threshold``) to those whose weight satisfies it; ``>``
+      means *at least* (Neurosynth's ``list > x`` keeps ``weight >= x``), so
+      ``>`` and ``>=`` are the same. ``pain < 0.05`` is therefore
+      ``frequency_threshold <= pain < 0.05`` and never selects a study
+      without the term. Neurosynth itself has only ``<`` and ``>``; the
+      other operators are cbma's, with their usual meaning on the same
+      studies.
+    - ``cbma``: the comparison tests the weight itself in every study, with
+      the strict or non-strict operator as written, and ignores the
+      threshold (``pain < 0.05`` also selects the studies without ``pain``);
+      for a wildcard, a study is selected when any matching term satisfies
+      it.
 Operators
-    ``~x`` (not: every study not selected by ``x``), ``x & y`` (and),
-    ``x &~ y`` (and-not, the same as ``x & ~y``), ``x | y`` (or), and
-    parentheses for grouping.
+    ``~x`` (not: every study of the table not selected by ``x``; a cbma
+    addition, Neurosynth has no unary not), ``x & y`` (and), ``x &~ y``
+    (and-not, the same as ``x & ~y``), ``x | y`` (or), and parentheses for
+    grouping. They combine the selected studies as sets, in both semantics.
 
 Precedence
 ----------
@@ -35,9 +63,22 @@ From tightest to loosest:
 3. ``|`` (left-associative).
 
 So ``a | b & c`` is ``a | (b & c)`` and ``a &~ b | c`` is ``(a &~ b) | c``.
-Neurosynth's own parser groups unparenthesised mixtures of ``|`` and ``&``
-differently, so :func:`select` warns about them (:func:`ambiguity_warning`);
-parentheses make the meaning explicit in both.
+Neurosynth's parser gives every operator the same precedence and groups from
+the right (``a & b | c`` is ``a & (b | c)`` and ``a &~ b & c`` is
+``a &~ (b & c)`` there). The readings differ when ``|`` is mixed with ``&``
+or ``&~``, and when ``&~`` is followed by another ``&`` or ``&~``, without
+parentheses: :func:`select` warns about those (:func:`ambiguity_warning`);
+parentheses make the meaning the same in both.
+
+Other differences from Neurosynth
+---------------------------------
+cbma also accepts digits, apostrophes and quoted terms, ignores case (terms
+differing only by case count as one), and stops with an error on an unknown
+term, a wildcard matching nothing, a syntax error or an empty selection.
+Neurosynth instead skips the characters it does not know (so ``a & ~b`` is
+``a & b`` and ``a >= 0.1`` is ``a > 0.1`` there) and gives an unknown term the
+weight 0 in every study. Neurosynth can also compare the summed weights of a
+parenthesised group (``(a | b) > 0.1``); cbma compares terms only.
 
 Positions in error messages count characters from 0.
 """
@@ -55,11 +96,14 @@ import pyparsing as pp
 
 from .errors import CbmaError
 
-__all__ = ["And", "AndNot", "Compare", "Not", "Or", "Term", "ambiguity_warning", "parse", "render",
-           "select"]
+__all__ = ["SEMANTICS", "And", "AndNot", "Compare", "Not", "Or", "Term", "ambiguity_warning",
+           "parse", "render", "select"]
 
 #: Deepest nesting of parentheses accepted.
 MAX_DEPTH = 40
+
+#: The meanings :func:`select` can give an expression; the first is the default.
+SEMANTICS = ("neurosynth", "cbma")
 
 _WORD = r"[\w*'\-]+"
 _BARE_TERM = re.compile(rf"{_WORD}(?:\s+{_WORD})*")
@@ -67,6 +111,8 @@ _COMPARISONS = {
     "<": np.less, "<=": np.less_equal, ">": np.greater, ">=": np.greater_equal,
     "=": np.equal, "!=": np.not_equal,
 }
+# Neurosynth's lexparser keeps ``weight >= x`` for ``list > x``
+_NEUROSYNTH_COMPARISONS = {**_COMPARISONS, ">": np.greater_equal}
 _CMP_AT_END = re.compile(r"(<=|>=|==|!=|<|>|=)$")
 
 
@@ -178,8 +224,9 @@ def render(node, explicit=False):
         inner = render(node.child, explicit)
         return f"~{inner}" if _PRECEDENCE[type(node.child)] >= 3 else f"~({inner})"
     spine = []  # walk the left spine without recursion (long chains of '|')
-    while isinstance(node, _BINARY) and (not spine or _PRECEDENCE[type(node)]
-                                         == _PRECEDENCE[type(spine[-1])]):
+    while isinstance(node, _BINARY) and (not spine or (
+            _PRECEDENCE[type(node)] == _PRECEDENCE[type(spine[-1])]
+            and not _needs_parens(node, spine[-1], explicit, right=False))):
         spine.append(node)
         node = node.left
     text = render(node, explicit)
@@ -197,7 +244,10 @@ def _needs_parens(child, parent, explicit, right):
     child_prec, parent_prec = _PRECEDENCE[type(child)], _PRECEDENCE[type(parent)]
     if child_prec < parent_prec or (right and child_prec == parent_prec):
         return True
-    return explicit and isinstance(child, _BINARY) and child_prec != parent_prec
+    if not explicit or not isinstance(child, _BINARY):
+        return False
+    # a '&~' followed by another '&'/'&~' groups differently in Neurosynth
+    return child_prec != parent_prec or isinstance(child, AndNot)
 
 
 # ------------------------------------------------------------------------- parser
@@ -269,8 +319,8 @@ def _grammar():
 
 
 def _scan(expression):
-    """Check quotes and parentheses; return, per parenthesis level, the binary operators used."""
-    stack = [set()]  # operators seen at each open level
+    """Check quotes and parentheses; return each parenthesis level's binary operators, in order."""
+    stack = [[]]  # operators seen at each open level
     opened = []
     levels = []
     i, n = 0, len(expression)
@@ -284,7 +334,7 @@ def _scan(expression):
             i = end
         elif c == "(":
             opened.append(i)
-            stack.append(set())
+            stack.append([])
             if len(opened) > MAX_DEPTH:
                 raise CbmaError(f"term expression {expression!r}: parentheses nested more "
                                 f"than {MAX_DEPTH} deep at position {i}")
@@ -294,8 +344,11 @@ def _scan(expression):
                                 f"')' at position {i} has no matching '('")
             opened.pop()
             levels.append(stack.pop())
+        elif c == "&" and expression.startswith("&~", i):
+            stack[-1].append("&~")
+            i += 1
         elif c in "&|":
-            stack[-1].add(c)
+            stack[-1].append(c)
         i += 1
     if opened:
         raise CbmaError(f"term expression {expression!r}: unbalanced parentheses: '(' at "
@@ -376,12 +429,18 @@ def parse(expression):
 
 def _ambiguity(expression, tree):
     for ops in _scan(expression):
-        if "|" in ops and "&" in ops:
+        if "|" in ops and ("&" in ops or "&~" in ops):
             reading = render(tree, explicit=True)
             return (f"term expression {expression!r} mixes '|' with '&'/'&~' without "
                     f"parentheses; cbma reads it as {reading!r} ('&' and '&~' bind tighter "
                     "than '|'), but Neurosynth's parser groups it differently: add "
                     "parentheses to make the grouping explicit")
+        if "&~" in ops[:-1]:
+            reading = render(tree, explicit=True)
+            return (f"term expression {expression!r} follows '&~' with another '&'/'&~' "
+                    f"without parentheses; cbma reads it as {reading!r} (from the left), but "
+                    "Neurosynth's parser groups it from the right: add parentheses to make "
+                    "the grouping explicit")
     return None
 
 
@@ -397,8 +456,11 @@ def ambiguity_warning(expression):
     -------
     str or None
         A one-line warning when, inside one pair of parentheses (or at the top
-        level), ``|`` is mixed with ``&`` or ``&~``; it shows cbma's reading
-        with explicit parentheses. None when the expression is unambiguous.
+        level), ``|`` is mixed with ``&`` or ``&~``, or ``&~`` is followed by
+        another ``&`` or ``&~`` (the cases where cbma's precedence and
+        Neurosynth's right-to-left grouping read the expression differently);
+        it shows cbma's reading with explicit parentheses. None when the
+        expression is unambiguous.
 
     Raises
     ------
@@ -495,27 +557,45 @@ def _quote_list(names):
     return ", ".join(repr(n) for n in names)
 
 
-def _evaluate(node, vocab, threshold, expression):
-    if isinstance(node, Term):
-        mask = np.zeros(len(vocab.ids), dtype=bool)
-        for j in vocab.lookup(node, expression):
-            mask |= vocab.values(j) >= threshold
-        return mask
+def _neurosynth_leaf(node, vocab, threshold, expression):
+    """Neurosynth: a term's weight is the sum over the columns it matches; a
+    comparison narrows the studies at the threshold, with '>' meaning '>='."""
+    term = node.term if isinstance(node, Compare) else node
+    weight = np.zeros(len(vocab.ids))
+    for j in vocab.lookup(term, expression):
+        weight += vocab.values(j)
+    mask = weight >= threshold
     if isinstance(node, Compare):
-        compare = _COMPARISONS[node.op]
-        mask = np.zeros(len(vocab.ids), dtype=bool)
-        for j in vocab.lookup(node.term, expression):
-            mask |= compare(vocab.values(j), node.value)
-        return mask
+        mask &= _NEUROSYNTH_COMPARISONS[node.op](weight, node.value)
+    return mask
+
+
+def _cbma_leaf(node, vocab, threshold, expression):
+    """cbma: any matching column passes; a comparison tests every study's weight."""
+    if isinstance(node, Compare):
+        columns = vocab.lookup(node.term, expression)
+        compare, value = _COMPARISONS[node.op], node.value
+    else:
+        columns = vocab.lookup(node, expression)
+        compare, value = np.greater_equal, threshold
+    mask = np.zeros(len(vocab.ids), dtype=bool)
+    for j in columns:
+        mask |= compare(vocab.values(j), value)
+    return mask
+
+
+def _evaluate(node, leaf):
+    if isinstance(node, (Term, Compare)):
+        return leaf(node)
     if isinstance(node, Not):
-        return ~_evaluate(node.child, vocab, threshold, expression)
+        return ~_evaluate(node.child, leaf)
     spine = []  # iterate down the left spine so long chains do not recurse deeply
     while isinstance(node, _BINARY):
         spine.append(node)
         node = node.left
-    mask = _evaluate(node, vocab, threshold, expression)
+    mask = _evaluate(node, leaf)
     for op in reversed(spine):
-        right = _evaluate(op.right, vocab, threshold, expression)
+        right = _evaluate(op.right, leaf)
         if isinstance(op, And):
             mask = mask & right
         elif isinstance(op, AndNot):
@@ -525,7 +605,7 @@ def _evaluate(node, vocab, threshold, expression):
     return mask
 
 
-def select(expression, weights, frequency_threshold=0.001):
+def select(expression, weights, frequency_threshold=0.001, semantics="neurosynth"):
     """Select the studies matching a term expression.
 
     Parameters
@@ -538,6 +618,13 @@ def select(expression, weights, frequency_threshold=0.001):
         dense) studies x terms matrix.
     frequency_threshold : float, optional
         The weight a study needs for a bare term to select it.
+    semantics : {"neurosynth", "cbma"}, optional
+        ``"neurosynth"`` (default): Neurosynth's meaning, where a wildcard's
+        weight is the sum of the weights of the terms it matches and a
+        comparison (``>`` meaning at least) narrows the studies that pass the
+        threshold. ``"cbma"``: a wildcard selects a study when any matching
+        term passes, and a comparison tests the weight of every study,
+        without the threshold. See the module documentation.
 
     Returns
     -------
@@ -548,12 +635,12 @@ def select(expression, weights, frequency_threshold=0.001):
     ------
     CbmaError
         On a syntax error, an unknown term, a wildcard matching no term, a bad
-        threshold or weight table, or when no study is selected.
+        threshold, semantics or weight table, or when no study is selected.
 
     Warns
     -----
     UserWarning
-        When the expression mixes ``|`` with ``&``/``&~`` without parentheses
+        When Neurosynth's parser would group the expression differently
         (see :func:`ambiguity_warning`).
     """
     try:
@@ -563,15 +650,20 @@ def select(expression, weights, frequency_threshold=0.001):
     if isinstance(frequency_threshold, bool) or not math.isfinite(threshold):
         raise CbmaError(f"frequency_threshold must be a finite number, got "
                         f"{frequency_threshold!r}")
+    leaves = {"neurosynth": _neurosynth_leaf, "cbma": _cbma_leaf}
+    if not isinstance(semantics, str) or semantics not in leaves:
+        raise CbmaError(f"semantics must be one of {', '.join(map(repr, SEMANTICS))}, got "
+                        f"{semantics!r}")
     tree = parse(expression)
     message = _ambiguity(expression, tree)
     if message:
         warnings.warn(message, UserWarning, stacklevel=2)
     vocab = _Vocabulary(weights)
-    mask = _evaluate(tree, vocab, threshold, expression)
+    leaf = leaves[semantics]
+    mask = _evaluate(tree, lambda node: leaf(node, vocab, threshold, expression))
     if not mask.any():
         raise CbmaError(f"term expression {expression!r} selects no studies at "
-                        f"frequency_threshold={threshold:g}")
+                        f"frequency_threshold={threshold:g} ({semantics} semantics)")
     chosen = set(vocab.ids[mask].tolist())
     try:
         ordered = sorted(chosen)

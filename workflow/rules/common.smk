@@ -1,15 +1,22 @@
 # Config checking and the input functions of the rules.
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
 
+import yaml
 from snakemake.utils import validate
 
-from cbma.config import ESTIMATORS_WITH_FWE, check_config, normalise_config
+from cbma.config import (
+    ESTIMATORS_WITH_FWE,
+    check_config,
+    load_yaml_strict,
+    normalise_config,
+)
 from cbma.errors import CbmaError
-from cbma.provenance import code_fingerprint, sidecar_path
+from cbma.provenance import script_fingerprint, sidecar_path
 
 WORKFLOW_DIR = Path(workflow.basedir)
 SCHEMA = WORKFLOW_DIR / "workflow" / "schemas" / "config.schema.yaml"
@@ -19,6 +26,33 @@ def fail(message):
     """Stop before any job runs, with one line naming the problem."""
     print(f"cbma error: {message}", file=sys.stderr)
     sys.exit(1)
+
+
+# --configfile, or the default config.yaml: Snakemake's YAML loader keeps the
+# last of two equal keys (an analysis given twice), so each file is re-read
+# with one that refuses them
+for configfile in workflow.configfiles:
+    try:
+        load_yaml_strict(Path(configfile).absolute())
+    except CbmaError as exc:
+        fail(exc)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        pass  # Snakemake has read it (as JSON, say); its own checks apply
+
+
+def check_writable(folder):
+    """Stop with one line if the rules cannot write into ``folder`` (or create it)."""
+    p = Path(folder).absolute()
+    if p.exists() and not p.is_dir():
+        fail(f"{p}: not a folder; cbma writes its {folder} there")
+    if p.exists() and not os.access(p, os.W_OK | os.X_OK):
+        fail(f"{p}: cannot write (permission denied); cbma writes its {folder} there")
+    if not p.exists() and not os.access(p.parent, os.W_OK | os.X_OK):
+        fail(f"{p.parent}: cannot write (permission denied); {folder}/ goes there")
+
+
+for folder in ("results", "logs"):
+    check_writable(folder)
 
 
 try:
@@ -32,17 +66,45 @@ except CbmaError as exc:
     fail(exc)
 
 
+def script_code(name):
+    """A rule's ``code`` param: the fingerprint of the cbma code scripts/<name>.py runs.
+
+    Derived from the script's own imports (cbma.provenance.script_fingerprint),
+    so a code edit to any cbma module the script imports, directly or not,
+    re-runs the rule; comments and docstrings do not count. Pass the name of
+    the rule's ``script:``.
+    """
+    script = WORKFLOW_DIR / "scripts" / f"{name}.py"
+    if not script.is_file():
+        fail(f"script_code: no rule script {script}")
+    return script_fingerprint(script)
+
+
+def readable(p):
+    """Whether a path can be read: "yes", "missing" or "denied"."""
+    try:
+        p.stat()
+    except PermissionError:  # a folder on the way cannot be entered
+        return "denied"
+    except OSError:
+        return "missing"
+    return "yes" if os.access(p, os.R_OK | (os.X_OK if p.is_dir() else 0)) else "denied"
+
+
 def resolve(path, key):
-    """A config path: relative to the working directory, else to the workflow folder."""
+    """A config path: relative to the working directory, else to the workflow folder.
+
+    Stops with one line if it is in neither, or cannot be read.
+    """
     p = Path(path)
-    if p.is_absolute() or p.exists():
-        return str(p)
-    bundled = WORKFLOW_DIR / p
-    if bundled.exists():
-        return str(bundled)
-    fail(
-        f"config: {key}: file {path!r} not found (looked in {Path.cwd()} and {WORKFLOW_DIR})"
-    )
+    for candidate in [p] if p.is_absolute() else [p, WORKFLOW_DIR / p]:
+        state = readable(candidate)
+        if state == "denied":
+            fail(f"config: {key}: {candidate}: cannot read (permission denied)")
+        if state == "yes":
+            return str(candidate)
+    looked = "" if p.is_absolute() else f" (looked in {Path.cwd()} and {WORKFLOW_DIR})"
+    fail(f"config: {key}: file {path!r} not found{looked}")
 
 
 MASK = resolve(config["mask"], "mask")

@@ -19,7 +19,7 @@ rule subtraction_null:
     params:
         seed=config["seed"],
         permutations=chunk_range,
-        code=code_fingerprint("compare", "selection", "io"),
+        code=script_code("subtraction_null"),
     message:
         "Label permutations of {wildcards.contrast}, chunk {wildcards.chunk}"
     script:
@@ -56,7 +56,7 @@ rule subtraction:
         mode=lambda wc: CONTRASTS[wc.contrast]["mode"],
         n_iters=lambda wc: CONTRASTS[wc.contrast]["n_iters"],
         alpha=lambda wc: CONTRASTS[wc.contrast]["alpha"],
-        code=code_fingerprint("compare", "clusters", "selection", "io", "space"),
+        code=script_code("subtraction"),
     message:
         "ALE subtraction {wildcards.contrast} ({params.mode} mode, {params.n_iters} permutations)"
     script:
@@ -82,7 +82,11 @@ rule conjunction:
         "../../envs/cbma.yaml"
     params:
         analyses=lambda wc: CONJUNCTIONS[wc.conjunction]["analyses"],
-        code=code_fingerprint("compare", "clusters", "io", "space"),
+        alphas=lambda wc: [
+            ANALYSES[a]["correction"]["alpha"]
+            for a in CONJUNCTIONS[wc.conjunction]["analyses"]
+        ],
+        code=script_code("conjunction"),
     message:
         "Conjunction {wildcards.conjunction} of {params.analyses}"
     script:
@@ -113,7 +117,7 @@ rule chi2_contrast:
         analyses=lambda wc: CONTRASTS[wc.contrast]["analyses"],
         q=lambda wc: CONTRASTS[wc.contrast]["alpha"],
         min_size=0,
-        code=code_fingerprint("mkda", "correct", "clusters", "selection", "io", "space"),
+        code=script_code("chi2"),
     message:
         "MKDA chi-square tests of {params.analyses[0]} against {params.analyses[1]}"
     script:

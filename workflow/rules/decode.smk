@@ -20,7 +20,7 @@ rule term_maps:
     conda:
         "../../envs/cbma.yaml"
     params:
-        code=code_fingerprint("decode", "neurosynth", "io"),
+        code=script_code("term_maps"),
     message:
         "Association maps of every term of {wildcards.dataset} (frequency >= {wildcards.threshold})"
     script:
@@ -55,7 +55,7 @@ rule decode:
         "../../envs/cbma.yaml"
     params:
         n_top=lambda wc: DECODE[wc.decode]["n_top"],
-        code=code_fingerprint("decode", "io", "space"),
+        code=script_code("decode"),
     message:
         "Decoding {wildcards.decode}: Pearson r of each image with every term map"
     script:

@@ -26,7 +26,7 @@ rule diagnose:
         estimator=lambda wc: ANALYSES[wc.analysis]["estimator"],
         threshold=lambda wc: ANALYSES[wc.analysis]["diagnostics"]["threshold"],
         min_size=lambda wc: ANALYSES[wc.analysis]["diagnostics"]["min_size"],
-        code=code_fingerprint("clusters", "diagnostics", "selection", "io", "space"),
+        code=script_code("diagnose"),
     message:
         "Clusters, Jackknife and FocusCounter of {wildcards.analysis} (z_{wildcards.level})"
     script:

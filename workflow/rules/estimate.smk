@@ -16,7 +16,7 @@ rule estimate:
         "../../envs/cbma.yaml"
     params:
         estimator=lambda wc: ANALYSES[wc.analysis]["estimator"],
-        code=code_fingerprint("estimators", "mkda", "selection", "io", "space"),
+        code=script_code("estimate"),
     message:
         "{params.estimator} of {wildcards.analysis} with its approximate null"
     script:
@@ -45,7 +45,7 @@ rule chi2:
     params:
         q=lambda wc: ANALYSES[wc.analysis]["correction"]["q"],
         min_size=lambda wc: ANALYSES[wc.analysis]["diagnostics"]["min_size"],
-        code=code_fingerprint("mkda", "correct", "clusters", "selection", "io", "space"),
+        code=script_code("chi2"),
     message:
         "MKDA chi-square tests of {wildcards.analysis} against the other studies"
     script:
@@ -68,7 +68,7 @@ rule neurosynth_images:
         "../../envs/cbma.yaml"
     params:
         q=lambda wc: ANALYSES[wc.analysis]["correction"]["q"],
-        code=code_fingerprint("mkda", "correct", "io", "space"),
+        code=script_code("neurosynth_images"),
     message:
         "Neurosynth's image names for {wildcards.analysis}"
     script:

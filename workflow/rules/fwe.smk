@@ -23,7 +23,7 @@ rule fwe_null:
         estimator=lambda wc: ANALYSES[wc.analysis]["estimator"],
         kernel=lambda wc: ANALYSES[wc.analysis]["kernel"],
         voxel_thresh=lambda wc: correction(wc)["voxel_thresh"],
-        code=code_fingerprint("null", "estimators", "mkda", "selection", "io"),
+        code=script_code("fwe_null"),
     message:
         "Monte Carlo null of {wildcards.analysis}, chunk {wildcards.chunk}"
     script:
@@ -44,7 +44,7 @@ checkpoint fwe_progress:
     params:
         alpha=lambda wc: correction(wc)["alpha"],
         early_stopping=lambda wc: correction(wc)["early_stopping"],
-        code=code_fingerprint("correct", "io"),
+        code=script_code("fwe_progress"),
     message:
         "Early-stopping check of {wildcards.analysis} after chunk {wildcards.chunk}"
     script:
@@ -73,7 +73,7 @@ rule fwe_correct:
         voxel_thresh=lambda wc: correction(wc)["voxel_thresh"],
         alpha=lambda wc: correction(wc)["alpha"],
         early_stopping=lambda wc: correction(wc).get("early_stopping"),
-        code=code_fingerprint("correct", "estimators", "io", "space"),
+        code=script_code("fwe_correct"),
     message:
         "FWE correction of {wildcards.analysis} (at most {params.n_iters} Monte Carlo iterations)"
     script:

@@ -23,7 +23,7 @@ rule ingest:
         features=lambda wc: "features" in DATASETS[wc.dataset],
         talairach_transform=lambda wc: DATASETS[wc.dataset]["talairach_transform"],
         drop_outside_mask=lambda wc: DATASETS[wc.dataset]["drop_outside_mask"],
-        code=code_fingerprint("io", "space", "neurosynth"),
+        code=script_code("ingest"),
     message:
         "Reading the foci of dataset {wildcards.dataset}"
     script:
@@ -53,7 +53,7 @@ rule select:
             if ANALYSES[wc.analysis]["estimator"] == "mkda_chi2"
             else None
         ),
-        code=code_fingerprint("selection", "io", "space"),
+        code=script_code("select"),
     message:
         "Selecting the experiments of {wildcards.analysis}"
     script:

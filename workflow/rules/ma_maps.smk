@@ -12,7 +12,7 @@ rule ma_maps:
         "../../envs/cbma.yaml"
     params:
         kernel=lambda wc: KERNELS[wc.kernel],
-        code=code_fingerprint("kernels", "mkda", "io"),
+        code=script_code("ma_maps"),
     message:
         "Modeled-activation maps of {wildcards.dataset} (kernel {wildcards.kernel})"
     script:

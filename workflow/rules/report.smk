@@ -35,7 +35,7 @@ rule figures:
     params:
         estimator=lambda wc: ANALYSES[wc.analysis]["estimator"],
         q=lambda wc: ANALYSES[wc.analysis]["correction"]["q"],
-        code=code_fingerprint("report", "selection"),
+        code=script_code("figures"),
     message:
         "Figures of {wildcards.analysis}"
     script:
@@ -82,7 +82,7 @@ rule report:
         config=config,
         analyses=ANALYSES,
         ma_files={a: ma_file_of(a) for a in ANALYSES},
-        code=code_fingerprint("report", "selection"),
+        code=script_code("report"),
     message:
         "Writing the HTML report"
     script:
@@ -107,7 +107,7 @@ rule compare_figure:
     conda:
         "../../envs/cbma.yaml"
     params:
-        code=code_fingerprint("report"),
+        code=script_code("compare_figure"),
     message:
         "Figure of {wildcards.kind} {wildcards.name}"
     script:
@@ -127,7 +127,7 @@ rule provenance:
         "../../envs/cbma.yaml"
     params:
         config=config,
-        code=code_fingerprint("provenance"),
+        code=script_code("provenance"),
     message:
         "Writing the run's provenance record"
     script:

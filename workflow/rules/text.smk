@@ -17,7 +17,7 @@ rule text_model:
     params:
         settings=TEXT_MODEL,
         seed=config["seed"],
-        code=code_fingerprint("query", "neurosynth", "io", "space"),
+        code=script_code("text_model"),
     message:
         "Free-text model of {wildcards.dataset} (titles -> sphere maps)"
     script:
@@ -50,7 +50,7 @@ rule query:
         "../../envs/cbma.yaml"
     params:
         text=lambda wc: QUERIES[wc.query]["text"],
-        code=code_fingerprint("query", "report", "io", "space"),
+        code=script_code("query"),
     message:
         "Map of the query {wildcards.query}: {params.text!r}"
     script:
@@ -87,7 +87,7 @@ rule evaluate:
         test_fraction=lambda wc: EVALUATE[wc.evaluation]["test_fraction"],
         max_test=lambda wc: EVALUATE[wc.evaluation]["max_test"],
         seed=config["seed"],
-        code=code_fingerprint("query", "evaluate", "neurosynth", "io", "space"),
+        code=script_code("evaluate"),
     message:
         "Held-out evaluation {wildcards.evaluation}: text model vs keyword baseline"
     script:
@@ -135,9 +135,7 @@ rule classify:
         radius=lambda wc: CLASSIFY[wc.classifier]["radius"],
         step=lambda wc: CLASSIFY[wc.classifier]["step"],
         seed=config["seed"],
-        code=code_fingerprint(
-            "classify", "clusters", "report", "selection", "io", "space"
-        ),
+        code=script_code("classify"),
     message:
         "Decoding {params.analyses[0]} vs {params.analyses[1]} from the studies' maps"
     script:
