@@ -15,7 +15,7 @@ Stages, each in its own fresh process, each reading what the one before wrote
     (``database.txt`` + ``features.txt``) of 14,000 studies, 500,000 foci and
     3,000 terms, with eight planted topics (``ground_truth.json``).
 ``ingest``
-    :func:`cbma.io.load_dataset` with the features, then the coordinates
+    :func:`cbma.dataset.load_dataset` with the features, then the coordinates
     table (TSV), the term weights (``terms.npz``) and the study table written
     out.
 ``ma_r6``, ``ma_r10``
@@ -133,14 +133,14 @@ def stage_generate(args, work):
 
 
 def stage_ingest(args, work):
-    from cbma import io, neurosynth
+    from cbma import dataset, io, term_weights
 
     start = time.perf_counter()
-    table, weights, studies = io.load_dataset(work.db / "database.txt", "neurosynth",
-                                              features=work.db / "features.txt")
+    table, weights, studies = dataset.load_dataset(work.db / "database.txt", "neurosynth",
+                                                   features=work.db / "features.txt")
     read = time.perf_counter()
     io.write_tsv(table, work.coordinates)
-    neurosynth.save_term_weights(weights, work.terms)
+    term_weights.save_term_weights(weights, work.terms)
     io.write_tsv(studies, work.studies)
     return start, {"read_s": read - start, "write_s": time.perf_counter() - read,
                    "n_foci": len(table), "n_studies": int(weights.matrix.shape[0]),
@@ -152,16 +152,16 @@ def stage_ingest(args, work):
 def _stage_ma(work, r):
     import pandas as pd
 
-    from cbma import io, kernels, mkda, space
+    from cbma import coordinates, io, kernels, space, spheres
 
     mask = space.load_mask(MASK)
     start = time.perf_counter()
     table = io.read_tsv(work.coordinates)
     read = time.perf_counter()
-    exps = io.experiments_table(table)
+    exps = coordinates.experiments_table(table)
     ids = exps["id"].to_numpy(dtype=str)
     row = pd.Categorical(table["id"].astype(str), categories=ids).codes
-    ma = mkda.mkda_ma_maps(kernels.foci_voxels(table, mask), row, len(ids), mask, r=r)
+    ma = spheres.mkda_ma_maps(kernels.foci_voxels(table, mask), row, len(ids), mask, r=r)
     built = time.perf_counter()
     io.save_sparse(work.ma(r), ma, ids=ids)
     nbytes = ma.data.nbytes + ma.indices.nbytes + ma.indptr.nbytes
@@ -182,12 +182,12 @@ def stage_ma_r10(args, work):
 def stage_term_maps(args, work):
     import numba
 
-    from cbma import decode, io, neurosynth
+    from cbma import decode, io, term_weights
 
     start = time.perf_counter()
     ma, extra = io.load_sparse(work.ma(6))
-    weights = neurosynth.align_term_weights(neurosynth.load_term_weights(work.terms),
-                                            extra["ids"])
+    weights = term_weights.align_term_weights(term_weights.load_term_weights(work.terms),
+                                              extra["ids"])
     loaded = time.perf_counter()
     _, table = decode.term_association_maps(ma, weights.matrix, weights.terms,
                                             frequency_threshold=FREQUENCY_THRESHOLD,
@@ -214,12 +214,12 @@ def _blobs(mask, topics, sigma):
 
 
 def stage_decode(args, work):
-    from cbma import decode, io, neurosynth, space
+    from cbma import decode, io, space, term_weights
 
     mask = space.load_mask(MASK)
     truth = json.loads((work.db / "ground_truth.json").read_text())
     start = time.perf_counter()
-    terms = neurosynth.load_term_weights(work.terms).terms
+    terms = term_weights.load_term_weights(work.terms).terms
     maps = decode.load_term_maps(work.term_maps, terms)
     images = _blobs(mask, truth["topics"], truth["spread_mm"])
     ready = time.perf_counter()
@@ -252,11 +252,11 @@ def stage_nimare_inputs(args, work):
     """
     import numpy as np
 
-    from cbma import neurosynth
+    from cbma import term_weights
 
     start = time.perf_counter()
     truth = json.loads((work.db / "ground_truth.json").read_text())
-    weights = neurosynth.load_term_weights(work.terms)
+    weights = term_weights.load_term_weights(work.terms)
     csc = weights.matrix.tocsc()
     freq = np.diff((csc >= FREQUENCY_THRESHOLD).tocsc().indptr)
     terms = [str(t) for t in weights.terms]

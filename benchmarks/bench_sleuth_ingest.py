@@ -14,8 +14,8 @@ contrast``), blank lines between experiments. A BrainMap-sized export
 (about 16,000 experiments) is about 5 MB.
 
 Each size runs in its own process (so its peak memory is its own), which
-times :func:`cbma.io.read_sleuth` on both files, then
-:func:`cbma.io.load_dataset` on the pair (reading, the Talairach conversion,
+times :func:`cbma.coordinates.read_sleuth` on both files, then
+:func:`cbma.dataset.load_dataset` on the pair (reading, the Talairach conversion,
 the cross-file checks and the experiments table: what the ``ingest`` rule
 does before it writes), and reports the process's peak resident memory
 (``ru_maxrss``) and its increase over the imports alone. The files are
@@ -104,14 +104,14 @@ def _rss_mb():
 
 def run_one(paths):
     """Child process: time the reader and load_dataset on the files; a dict."""
-    from cbma import io
+    from cbma import coordinates, dataset
 
     base = _rss_mb()
     began = time.perf_counter()
-    n_foci = sum(len(io.read_sleuth(p)) for p in paths)
+    n_foci = sum(len(coordinates.read_sleuth(p)) for p in paths)
     read_s = time.perf_counter() - began
     began = time.perf_counter()
-    table = io.load_dataset(paths, "sleuth", terms=False)[0]
+    table = dataset.load_dataset(paths, "sleuth", terms=False)[0]
     load_s = time.perf_counter() - began
     assert len(table) == n_foci
     return {"read_sleuth_s": round(read_s, 3), "load_dataset_s": round(load_s, 3),

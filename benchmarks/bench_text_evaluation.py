@@ -15,13 +15,13 @@ rules do, with the same library calls and defaults:
 
 1. :func:`cbma.synthetic.make_database` (seed 0): ``database.txt``,
    ``features.txt`` and ``abstracts.tsv``;
-2. :func:`cbma.io.load_dataset` (which reads the abstracts next to
+2. :func:`cbma.dataset.load_dataset` (which reads the abstracts next to
    ``database.txt``), the study table written to ``studies.tsv``;
-3. every study's binary MKDA map (r = 6 mm, :func:`cbma.mkda.mkda_ma_maps`);
+3. every study's binary MKDA map (r = 6 mm, :func:`cbma.spheres.mkda_ma_maps`);
 4. texts with :func:`cbma.text.study_texts` (title + abstract), the studies
    split as ``scripts/evaluate.py`` splits them (seed 0, evaluation name
    ``synthetic``: 10 % held out, at most 500);
-5. :func:`cbma.query.fit_query_model` on the training studies with their MA
+5. :func:`cbma.text_model.fit_query_model` on the training studies with their MA
    maps as targets (the config defaults: a rank of a tenth of the terms,
    at most 100, the smoothing weight chosen by GCV over 0.1-0.9, 4 mm grid;
    NeuroQuery's feature screening, ``--no-screening`` to fit one
@@ -82,7 +82,19 @@ def run_size(size, root, screening=True):
     import numpy as np
     import pandas as pd
 
-    from cbma import evaluate, io, kernels, mkda, null, query, space, synthetic, text
+    from cbma import (
+        coordinates,
+        dataset,
+        evaluate,
+        io,
+        kernels,
+        null,
+        space,
+        spheres,
+        synthetic,
+        text,
+        text_model,
+    )
 
     spec = SIZES[size]
     db = Path(root) / size
@@ -93,17 +105,17 @@ def run_size(size, root, screening=True):
     times["generate_s"] = time.perf_counter() - began
 
     began = time.perf_counter()
-    table, weights, studies = io.load_dataset(db / "database.txt", "neurosynth",
-                                              features=db / "features.txt")
+    table, weights, studies = dataset.load_dataset(db / "database.txt", "neurosynth",
+                                                   features=db / "features.txt")
     io.write_tsv(studies, db / "studies.tsv")
     times["ingest_s"] = time.perf_counter() - began
 
     began = time.perf_counter()
     mask = space.load_mask(MASK)
-    exps = io.experiments_table(table)
+    exps = coordinates.experiments_table(table)
     ids = exps["id"].to_numpy(dtype=str)
     row = pd.Categorical(table["id"].astype(str), categories=ids).codes
-    ma = mkda.mkda_ma_maps(kernels.foci_voxels(table, mask), row, len(ids), mask, r=R_MM)
+    ma = spheres.mkda_ma_maps(kernels.foci_voxels(table, mask), row, len(ids), mask, r=R_MM)
     del table
     times["ma_maps_s"] = time.perf_counter() - began
 
@@ -117,9 +129,9 @@ def run_size(size, root, screening=True):
     test_texts = [texts[i] for i in test]
 
     began = time.perf_counter()
-    model = query.fit_query_model(train_texts, vocabulary, ma[train], mask, seed=SEED,
-                                  screening=screening,
-                                  **text.model_options(MODEL, len(vocabulary)))
+    model = text_model.fit_query_model(train_texts, vocabulary, ma[train], mask, seed=SEED,
+                                       screening=screening,
+                                       **text_model.model_options(MODEL, len(vocabulary)))
     times["fit_s"] = time.perf_counter() - began
     peak_fit = _peak_mb()
 

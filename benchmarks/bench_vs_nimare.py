@@ -84,7 +84,8 @@ def synthetic_table(mask_path, n_exp=200, per=20, n=20, seed=0):
 
 CBMA_WORKER = COMMON + """
 from concurrent.futures import ThreadPoolExecutor
-from cbma import compare, correct, estimators, io, kernels, mkda, null, space
+from cbma import (ale, chi2, compare, coordinates, correct, dataset, kernels, mkda, null, space,
+                  spheres, stats)
 
 item, n_iters, mask_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 sleuth, radius = json.loads(sys.argv[4]), float(sys.argv[5])
@@ -93,19 +94,19 @@ mask = space.load_mask(mask_path)
 def table_of(name):
     if name == "synthetic":
         return synthetic_table(mask_path)
-    return io.read_dataset(sleuth[name], "sleuth")
+    return dataset.read_dataset(sleuth[name], "sleuth")
 
 def ma_of(table):
-    exps = io.experiments_table(table)
+    exps = coordinates.experiments_table(table)
     fwhms = kernels.experiment_fwhms(exps.sample_size.to_numpy())
     row = pd.Categorical(table["id"], categories=exps["id"]).codes
     return exps, fwhms, kernels.ale_ma_maps(kernels.foci_voxels(table, mask), row, fwhms, mask)
 
 def mkda_ma_of(table):
-    exps = io.experiments_table(table)
+    exps = coordinates.experiments_table(table)
     row = pd.Categorical(table["id"], categories=exps["id"]).codes
-    return exps, mkda.mkda_ma_maps(kernels.foci_voxels(table, mask), row, len(exps), mask,
-                                   r=radius)
+    return exps, spheres.mkda_ma_maps(kernels.foci_voxels(table, mask), row, len(exps), mask,
+                                      r=radius)
 
 def halves(n):
     return [range(0, n // 2), range(n // 2, n)]
@@ -125,7 +126,7 @@ def time_fwe(model, warm_threshold, fit):
     null.run_iterations(model, 0, "w", range(2), warm_threshold)  # warm the compiled code
     start = time.perf_counter()
     maps, hist = fit()
-    thr = estimators.null_threshold(0.001, *hist)
+    thr = stats.null_threshold(0.001, *hist)
     with ThreadPoolExecutor(2) as pool:
         parts = list(pool.map(lambda its: null.run_iterations(model, 0, item, its, thr),
                               halves(n_iters)))
@@ -135,10 +136,10 @@ def time_fwe(model, warm_threshold, fit):
 
 if item == "mkda_chi2":
     tables = [table_of("knowledge"), table_of("related")]
-    mkda.chi2_fdr_maps(mkda.mkda_chi2(mkda_ma_of(tables[0])[1], mkda_ma_of(tables[1])[1]))
+    chi2.chi2_fdr_maps(chi2.mkda_chi2(mkda_ma_of(tables[0])[1], mkda_ma_of(tables[1])[1]))
     start = time.perf_counter()
-    maps = mkda.mkda_chi2(mkda_ma_of(tables[0])[1], mkda_ma_of(tables[1])[1])
-    maps.update(mkda.chi2_fdr_maps(maps))
+    maps = chi2.mkda_chi2(mkda_ma_of(tables[0])[1], mkda_ma_of(tables[1])[1])
+    maps.update(chi2.chi2_fdr_maps(maps))
     wall = time.perf_counter() - start
     fdr = "p_desc-{}_level-voxel_corr-FDR_method-indep"
     result = {"n_fdr_association": int((maps[fdr.format("association")] < 0.05).sum()),
@@ -148,7 +149,7 @@ elif item == "mkda_knowledge":
     table = table_of("knowledge")
     exps, _ = mkda_ma_of(table)
     model = null.SphereFociModel(exps["n_foci"].to_numpy(),
-                                 mkda.sphere_offsets(radius, mask.voxel_size), mask)
+                                 spheres.sphere_offsets(radius, mask.voxel_size), mask)
     wall, result = time_fwe(model, 4.0, lambda: mkda.mkda_density(mkda_ma_of(table)[1]))
 elif item == "subtraction":
     tables = [table_of("knowledge"), table_of("related")]
@@ -168,7 +169,7 @@ else:
     table = table_of(item.removeprefix("ale_"))
     exps, fwhms, _ = ma_of(table)
     model = null.RandomFociModel(exps["n_foci"].to_numpy(), fwhms, mask)
-    wall, result = time_fwe(model, 0.01, lambda: estimators.ale(ma_of(table)[2]))
+    wall, result = time_fwe(model, 0.01, lambda: ale.ale(ma_of(table)[2]))
     del result["cluster_forming_stat"]
 print(json.dumps({"wall_s": wall, "peak_rss_mb": peak_mb(), **result}))
 """

@@ -17,7 +17,7 @@ import numba
 import numpy as np
 from bench_vs_nimare import MASK, SLEUTH
 
-from cbma import io, kernels, null, space
+from cbma import coordinates, dataset, kernels, null, space
 
 
 def copy_bandwidth(n_bytes=512 << 20, repeats=5):
@@ -51,7 +51,7 @@ def main(argv=None):
     bandwidth = copy_bandwidth()
     print(f"memory copy bandwidth: {bandwidth:.1f} GB/s (read + write)")
     for name, path in SLEUTH.items():
-        exps = io.experiments_table(io.read_dataset(path, "sleuth"))
+        exps = coordinates.experiments_table(dataset.read_dataset(path, "sleuth"))
         fwhms = kernels.experiment_fwhms(exps["sample_size"].to_numpy())
         model = null.RandomFociModel(exps["n_foci"].to_numpy(), fwhms, mask)
         threshold = 0.011  # about the example's cluster-forming ALE threshold

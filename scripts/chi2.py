@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cbma import clusters, io, mkda, selection, space
+from cbma import chi2, clusters, io, selection, space
 from cbma.runner import run
 
 FDR = "level-voxel_corr-FDR_method-indep"
@@ -27,8 +27,8 @@ def main(job):
     if both.size:
         job.log(f"{both.size} experiments are in both groups (e.g. {both[0]}): they count in "
                 "both", echo=True)
-    maps = mkda.mkda_chi2(ma1, ma2)
-    maps.update(mkda.chi2_fdr_maps(maps))
+    maps = chi2.mkda_chi2(ma1, ma2)
+    maps.update(chi2.chi2_fdr_maps(maps))
     q = smk.params.q
     for test in ("uniformity", "association"):
         keep = maps[f"p_desc-{test}_{FDR}"] < q

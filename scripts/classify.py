@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from cbma import classify, clusters, io, report, selection, space
+from cbma import classify, clusters, figures, io, selection, space
 from cbma.runner import run
 
 #: searchlight voxels shown in the cluster table: balanced accuracy above this
@@ -49,12 +49,12 @@ def main(job):
     table, _ = clusters.cluster_table(accuracy, mask, threshold=TABLE_THRESHOLD, atlas=atlas,
                                       tails=["positive"])
     io.write_tsv(table, smk.output.table)
-    report.glass_brain_figure(mask.to_image(result.weights),
-                              f"{name}: classifier weights (+ {p.analyses[0]})",
-                              smk.output.weights_figure, two_sided=True)
-    report.glass_brain_figure(mask.to_image(np.maximum(accuracy - result.chance, 0.0)),
-                              f"{name}: searchlight accuracy above chance",
-                              smk.output.searchlight_figure)
+    figures.glass_brain_figure(mask.to_image(result.weights),
+                               f"{name}: classifier weights (+ {p.analyses[0]})",
+                               smk.output.weights_figure, two_sided=True)
+    figures.glass_brain_figure(mask.to_image(np.maximum(accuracy - result.chance, 0.0)),
+                               f"{name}: searchlight accuracy above chance",
+                               smk.output.searchlight_figure)
     job.log(f"{name}: {p.analyses[0]} ({rows[0].size}) vs {p.analyses[1]} ({rows[1].size}): "
             f"{result.scoring} {result.mean:.3f} +/- {result.sd:.3f} (chance "
             f"{result.chance:.2f}); searchlight max {accuracy.max():.3f}", echo=True)

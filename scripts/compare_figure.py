@@ -1,6 +1,6 @@
 """Rule compare_figure: glass brain of a contrast or conjunction map."""
 
-from cbma import io, report
+from cbma import figures, io
 from cbma.runner import run
 
 
@@ -9,8 +9,8 @@ def main(job):
     kind, name = smk.wildcards.kind, smk.wildcards.name
     two_sided = kind == "contrasts"
     what = "z where p < alpha" if two_sided else "minimum z where all are positive"
-    report.glass_brain_figure(io.load_nifti(smk.input[0]), f"{name}: {what}", smk.output[0],
-                              two_sided=two_sided)
+    figures.glass_brain_figure(io.load_nifti(smk.input[0]), f"{name}: {what}", smk.output[0],
+                               two_sided=two_sided)
     job.finish()
 
 

@@ -2,10 +2,10 @@
 
 import pandas as pd
 
-from cbma import estimators, io, mkda, selection, space
+from cbma import ale, io, mkda, selection, space
 from cbma.runner import run
 
-ESTIMATORS = {"ale": estimators.ale, "mkda": mkda.mkda_density, "kda": mkda.kda}
+ESTIMATORS = {"ale": ale.ale, "mkda": mkda.mkda_density, "kda": mkda.kda}
 
 
 def main(job):

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cbma import evaluate, io, neurosynth, null, query, report, space, text
+from cbma import evaluate, figures, io, null, space, term_weights, text, text_model
 from cbma.runner import run
 
 
@@ -14,14 +14,15 @@ def main(job):
     ma, extra = io.load_sparse(smk.input.ma)
     ids = np.asarray(extra["ids"], dtype=str)
     texts, vocabulary = text.study_texts(smk.input.studies, ids,
-                                         neurosynth.load_term_weights(smk.input.terms),
+                                         term_weights.load_term_weights(smk.input.terms),
                                          where=f"evaluate.{name}")
     rng = null.iteration_rng(p.seed, name, 0)
     order = rng.permutation(len(ids))
     n_test = min(int(np.ceil(p.test_fraction * len(ids))), p.max_test)
     test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
-    model = query.fit_query_model([texts[i] for i in train], vocabulary, ma[train], mask,
-                                  seed=p.seed, **text.model_options(p.settings, len(vocabulary)))
+    options = text_model.model_options(p.settings, len(vocabulary))
+    model = text_model.fit_query_model([texts[i] for i in train], vocabulary, ma[train], mask,
+                                       seed=p.seed, **options)
     result = evaluate.evaluate_held_out(model, [texts[i] for i in train], ma[train],
                                         [texts[i] for i in test], ma[test], seed=p.seed,
                                         study_ids=ids[test])
@@ -29,7 +30,7 @@ def main(job):
     io.write_tsv(result.summary.reset_index(), smk.output.summary)
     io.write_tsv(result.curves.reset_index(), smk.output.curves)
     result.figure.savefig(smk.output.figure, format="png", dpi=100,
-                          metadata=report.PNG_METADATA)
+                          metadata=figures.PNG_METADATA)
     summary = result.summary
     for method in ("model", "keyword", "random"):
         job.log(f"{name}: {method} Dice AUC {summary.loc[method, 'dice_auc_mean']:.3f} "

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from cbma import correct, estimators, io, space
+from cbma import correct, io, space, stats
 from cbma.runner import run
 
 
@@ -16,8 +16,8 @@ def main(job):
     stat = mask.apply(np.asanyarray(io.load_nifti(smk.input.stat).dataobj))
     z = mask.apply(np.asanyarray(io.load_nifti(smk.input.z).dataobj))
     hist = io.read_tsv(smk.input.null)
-    threshold = estimators.null_threshold(p.voxel_thresh, hist["stat"].to_numpy(),
-                                          hist["probability"].to_numpy())
+    threshold = stats.null_threshold(p.voxel_thresh, hist["stat"].to_numpy(),
+                                     hist["probability"].to_numpy())
     nulls = pd.concat([io.read_tsv(c) for c in smk.input.chunks], ignore_index=True)
     nulls = nulls.iloc[: p.n_iters]
     p_maps, clusters = correct.fwe_montecarlo(

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from cbma import estimators, io, kernels, mkda, null, selection, space
+from cbma import coordinates, io, kernels, null, selection, space, spheres, stats
 from cbma.runner import run
 
 
@@ -14,16 +14,16 @@ def main(job):
     table = selection.selected_coordinates(io.read_tsv(smk.input.coordinates),
                                            selection.read_selection(smk.input.selection))
     hist = io.read_tsv(smk.input.null)
-    threshold = estimators.null_threshold(p.voxel_thresh, hist["stat"].to_numpy(),
-                                          hist["probability"].to_numpy())
-    exps = io.experiments_table(table)
+    threshold = stats.null_threshold(p.voxel_thresh, hist["stat"].to_numpy(),
+                                     hist["probability"].to_numpy())
+    exps = coordinates.experiments_table(table)
     mask = space.load_mask(smk.input.mask)
     n_foci = exps["n_foci"].to_numpy()
     if p.estimator == "ale":
         fwhms = kernels.experiment_fwhms(exps.sample_size.to_numpy(), **p.kernel)
         model = null.RandomFociModel(n_foci, fwhms, mask)
     else:
-        offsets = mkda.sphere_offsets(p.kernel["r"], mask.voxel_size)
+        offsets = spheres.sphere_offsets(p.kernel["r"], mask.voxel_size)
         model = null.SphereFociModel(n_foci, offsets, mask, value=p.kernel["value"],
                                      sum_overlap=p.estimator == "kda")
     iterations = np.arange(chunk * p.chunk_size, (chunk + 1) * p.chunk_size)

@@ -1,11 +1,11 @@
 """Rule ingest: foci files -> the canonical coordinates table (MNI mm), term weights, studies."""
 
-from cbma import io, neurosynth, space
+from cbma import coordinates, dataset, io, space, term_weights
 from cbma.runner import run
 
 
-def sample_size_users(config, dataset):
-    """The ALE analyses of ``dataset`` whose kernel comes from each experiment's sample size.
+def sample_size_users(config, dataset_name):
+    """The ALE analyses of a dataset whose kernel comes from each experiment's sample size.
 
     Their MA maps need every experiment's sample size, so a missing one is
     reported here, at ingest, naming the study, rather than later without.
@@ -13,7 +13,7 @@ def sample_size_users(config, dataset):
     users = [f"{section}.{name}"
              for section, default in (("analyses", "ale"), ("coactivation", "mkda_chi2"))
              for name, a in (config.get(section) or {}).items()
-             if a.get("dataset") == dataset and a.get("estimator", default) == "ale"
+             if a.get("dataset") == dataset_name and a.get("estimator", default) == "ale"
              and not {"fwhm", "sample_size"} & set(a.get("kernel") or {})]
     return f"the ALE analysis {users[0]}" if users else None
 
@@ -23,7 +23,7 @@ def main(job):
     p = smk.params
     files = list(smk.input.files)
     features = files.pop() if p.features else None
-    table, weights, studies = io.load_dataset(
+    table, weights, studies = dataset.load_dataset(
         files, p.format, p.talairach_transform, features=features,
         need_sample_size=sample_size_users(smk.config, smk.wildcards.dataset))
     mask = space.load_mask(smk.input.mask)
@@ -36,14 +36,14 @@ def main(job):
         job.log(f"... and {n_out - 1000} more foci outside the mask")
     if p.drop_outside_mask and n_out:
         table = table[inside].reset_index(drop=True)
-    exps = io.experiments_table(table)
+    exps = coordinates.experiments_table(table)
     action = "dropped" if p.drop_outside_mask else "kept"
     job.log(f"{smk.wildcards.dataset}: {len(exps)} experiments, {len(table)} foci, "
             f"{int(exps.sample_size.sum()) if exps.sample_size.notna().all() else 'unknown'} "
             f"subjects; {n_out} foci outside the mask ({action}); "
             f"{len(weights.terms)} terms", echo=True)
     io.write_tsv(table, smk.output.coordinates)
-    neurosynth.save_term_weights(weights, smk.output.terms)
+    term_weights.save_term_weights(weights, smk.output.terms)
     io.write_tsv(studies, smk.output.studies)
     job.finish(extra={"n_experiments": len(exps), "n_foci": len(table),
                       "n_foci_outside_mask": n_out, "outside_mask_foci": action,

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from cbma import io, kernels, mkda, space
+from cbma import coordinates, io, kernels, space, spheres
 from cbma.runner import run
 
 
@@ -12,7 +12,7 @@ def main(job):
     family, kernel = smk.params.kernel
     table = io.read_tsv(smk.input.coordinates)
     mask = space.load_mask(smk.input.mask)
-    exps = io.experiments_table(table)
+    exps = coordinates.experiments_table(table)
     ids = exps["id"].to_numpy(dtype=str)
     row = pd.Categorical(table["id"].astype(str), categories=ids).codes
     ijk = kernels.foci_voxels(table, mask)
@@ -23,8 +23,8 @@ def main(job):
         job.log(f"FWHM {fwhms.min():.2f}-{fwhms.max():.2f} mm")
         extra = {"fwhm_mm": dict(zip(exps["id"], np.round(fwhms, 6), strict=True))}
     else:
-        ma = mkda.mkda_ma_maps(ijk, row, len(ids), mask, r=kernel["r"], value=kernel["value"],
-                               sum_overlap=family == "kda")
+        ma = spheres.mkda_ma_maps(ijk, row, len(ids), mask, r=kernel["r"], value=kernel["value"],
+                                  sum_overlap=family == "kda")
         io.save_sparse(smk.output[0], ma, ids=ids)
         extra = {"kernel": family, "r_mm": kernel["r"], "value": kernel["value"]}
     job.log(f"{ma.shape[0]} experiments x {ma.shape[1]} voxels, {ma.nnz} nonzero")

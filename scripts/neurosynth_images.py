@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cbma import io, mkda, space
+from cbma import chi2, io, space
 from cbma.runner import run
 
 
@@ -13,7 +13,7 @@ def main(job):
     mask = space.load_mask(smk.input.mask)
     maps = {Path(p).name.removesuffix(".nii.gz"): mask.apply(np.asanyarray(
         io.load_nifti(p).dataobj)) for p in smk.input.maps if p.endswith(".nii.gz")}
-    images = mkda.neurosynth_images(maps, q=smk.params.q)
+    images = chi2.neurosynth_images(maps, q=smk.params.q)
     out = Path(smk.output[0])
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.nii.gz" for name in images]

@@ -4,7 +4,7 @@ import warnings
 
 import pandas as pd
 
-from cbma import io, query, report
+from cbma import figures, io, text_model
 from cbma.errors import CbmaError
 from cbma.runner import run
 
@@ -12,7 +12,7 @@ from cbma.runner import run
 def main(job):
     smk = job.smk
     name, text = smk.wildcards.query, smk.params.text
-    model = query.QueryModel.load(smk.input.model)
+    model = text_model.QueryModel.load(smk.input.model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -26,8 +26,8 @@ def main(job):
     table = pd.DataFrame({"term": list(result.weights), "weight": list(result.weights.values())})
     table["in_text"] = table["term"].map(result.terms).fillna(0).astype(int)
     io.write_tsv(table, smk.output.terms)
-    report.glass_brain_figure(model.mask.to_image(values), f"{name}: {text!r}",
-                              smk.output.figure)
+    figures.glass_brain_figure(model.mask.to_image(values), f"{name}: {text!r}",
+                               smk.output.figure)
     matched = ", ".join(result.terms) or "none"
     job.log(f"{name}: {text!r} read as {matched}; related: "
             + ", ".join(t for t in list(result.weights)[:8] if t not in result.terms), echo=True)

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from cbma import io, neurosynth, selection, space
+from cbma import io, selection, space, term_weights
 from cbma.errors import CbmaError
 from cbma.runner import run
 
@@ -23,7 +23,7 @@ def main(job):
     p = smk.params
     name = smk.wildcards.analysis
     coordinates = io.read_tsv(smk.input.coordinates)
-    weights = neurosynth.load_term_weights(smk.input.terms)
+    weights = term_weights.load_term_weights(smk.input.terms)
     mask = space.load_mask(smk.input.mask_image) if "mask_image" in smk.input.keys() else None
     chosen = _pick(job, p.select, "select", coordinates, weights, mask)
     versus = np.array([], dtype=str)

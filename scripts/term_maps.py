@@ -1,6 +1,6 @@
 """Rule term_maps: the association map of every term of a dataset, in one pass."""
 
-from cbma import decode, io, neurosynth
+from cbma import decode, io, term_weights
 from cbma.runner import run
 
 
@@ -8,8 +8,8 @@ def main(job):
     smk = job.smk
     threshold = float(smk.wildcards.threshold)
     ma, extra = io.load_sparse(smk.input.ma)
-    weights = neurosynth.align_term_weights(
-        neurosynth.load_term_weights(smk.input.terms), extra["ids"])
+    weights = term_weights.align_term_weights(
+        term_weights.load_term_weights(smk.input.terms), extra["ids"])
     job.log(f"{ma.shape[0]} studies x {ma.shape[1]} voxels ({ma.nnz} active), "
             f"{len(weights.terms)} terms at frequency >= {threshold:g}", echo=True)
     _, table = decode.term_association_maps(ma, weights.matrix, weights.terms,

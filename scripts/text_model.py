@@ -1,6 +1,6 @@
 """Rule text_model: fit the free-text model of a dataset (study titles -> sphere maps)."""
 
-from cbma import io, neurosynth, query, space, text
+from cbma import io, space, term_weights, text, text_model
 from cbma.runner import run
 
 
@@ -10,10 +10,10 @@ def main(job):
     mask = space.load_mask(smk.input.mask)
     ma, extra = io.load_sparse(smk.input.ma)
     texts, vocabulary = text.study_texts(smk.input.studies, extra["ids"],
-                                         neurosynth.load_term_weights(smk.input.terms),
+                                         term_weights.load_term_weights(smk.input.terms),
                                          where=f"dataset {smk.wildcards.dataset}")
-    model = query.fit_query_model(texts, vocabulary, ma, mask, seed=smk.params.seed,
-                                  **text.model_options(p, len(vocabulary)))
+    model = text_model.fit_query_model(texts, vocabulary, ma, mask, seed=smk.params.seed,
+                                       **text_model.model_options(p, len(vocabulary)))
     model.save(smk.output.model)
     tried = ", ".join(f"{w:g}" for w in model.smoothings)
     job.log(f"{smk.wildcards.dataset}: {model.n_studies} studies, {len(vocabulary)} terms, "

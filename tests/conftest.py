@@ -88,11 +88,11 @@ def mkda_maps(foci, mask, radius=10.0):
     """Binary MKDA MA maps (spheres of ``radius`` mm) of studies given as lists of foci (mm)."""
     import numpy as np
 
-    from cbma import mkda, space
+    from cbma import space, spheres
 
     ijk = space.mm_to_vox(np.vstack(foci), mask.affine)
     rows = np.repeat(np.arange(len(foci)), [len(f) for f in foci])
-    return mkda.mkda_ma_maps(ijk, rows, len(foci), mask, r=radius)
+    return spheres.mkda_ma_maps(ijk, rows, len(foci), mask, r=radius)
 
 
 def write_config(workdir, config):

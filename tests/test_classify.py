@@ -6,8 +6,8 @@ from conftest import MASK, mkda_maps
 
 from cbma.classify import cross_validated_classification, searchlight, searchlight_sphere_matrix
 from cbma.errors import CbmaError
-from cbma.mkda import sphere_offsets
 from cbma.space import BrainMask, load_mask, vox_to_mm
+from cbma.spheres import sphere_offsets
 
 R1 = np.array([-40.0, -60.0, 40.0])
 R2 = np.array([40.0, 20.0, 0.0])

@@ -10,7 +10,7 @@ from fixtures.reference import nimare_map, nimare_volume
 from scipy.special import gammaln
 from test_estimators import _fit
 
-from cbma import compare, estimators, kernels, space
+from cbma import ale, compare, kernels, space
 from cbma.errors import CbmaError, InputFileError
 from cbma.stats import null_to_p, p_to_z
 
@@ -85,7 +85,7 @@ def _standardised_difference(p1, p2, n):
 def test_difference_is_ale1_minus_ale2(groups, pooled):
     _, ma1, ma2 = groups
     diff = compare.observed_difference(pooled)
-    np.testing.assert_allclose(diff, estimators.ale_stat(ma1) - estimators.ale_stat(ma2),
+    np.testing.assert_allclose(diff, ale.ale_stat(ma1) - ale.ale_stat(ma2),
                                rtol=0, atol=1e-12)
     # swapping the labels flips the sign; voxels no experiment reaches are 0
     swapped = compare.group_difference(pooled, np.arange(pooled.n_experiments) >= ma1.shape[0])
@@ -308,7 +308,7 @@ def planted():
                                    kernels.experiment_fwhms(np.full(n_exp, 20)), mask)
 
     ma1, ma2 = group(a), group(b)
-    significant = [estimators.ale(ma)[0]["p"] < 0.001 for ma in (ma1, ma2)]
+    significant = [ale.ale(ma)[0]["p"] < 0.001 for ma in (ma1, ma2)]
     voxels = np.ravel_multi_index(np.array([a, b]).T, mask.shape)
     assert significant[0][voxels[0]] and significant[1][voxels[1]]
     return ma1, ma2, significant, voxels

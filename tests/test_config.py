@@ -1,14 +1,16 @@
-"""Config checks: keys given twice, names shared by two sections (one line each)."""
+"""The config: keys given twice, names shared by two sections (one line each); the
+schema's defaults, filled as the pipeline always filled them."""
 
 import copy
+import json
 import subprocess
 import sys
 
 import pytest
 import yaml
-from conftest import REPO, smk, write_config
+from conftest import FIXTURES, REPO, smk, write_config
 
-from cbma.config import check_config, load_yaml_strict
+from cbma.config import fill_defaults, load_config, load_yaml_strict
 from cbma.errors import CbmaError, InputFileError
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -90,14 +92,14 @@ CONTRAST = {"analyses": ["knowledge", "other"]}
 ], ids=["analysis-coactivation", "analysis-contrast", "coactivation-contrast"])
 def test_each_name_clash_has_its_own_message(config, message):
     with pytest.raises(CbmaError) as err:
-        check_config(config, SCHEMA)
+        load_config(config, SCHEMA)
     assert str(err.value) == message
 
 
 def test_coactivation_with_an_unknown_dataset_is_named_as_such():
     config = _clash("coactivation", "amygdala", {**SEED, "dataset": "nope"})
     with pytest.raises(CbmaError, match=r"^config: coactivation\.amygdala\.dataset: no dataset"):
-        check_config(config, SCHEMA)
+        load_config(config, SCHEMA)
 
 
 def _one_line_error(res):
@@ -129,15 +131,143 @@ def test_workflow_names_an_analysis_coactivation_clash(tmp_path):
 def test_analyses_without_a_correction_get_their_own_default():
     """The schema's default correction is one dict: an mkda analysis and an mkda_chi2
     coactivation, neither giving one, each get the method of their estimator."""
-    from snakemake.utils import validate
-
-    from cbma.config import normalise_config
-
     config = copy.deepcopy(MINIMAL)
     config["analyses"] = {"density": {"dataset": "k", "estimator": "mkda"}}
     config["coactivation"] = {"seeded": SEED}
-    check_config(config, SCHEMA)
-    validate(config, schema=SCHEMA)
-    normalise_config(config)
+    config = load_config(config, SCHEMA)
     assert config["analyses"]["density"]["correction"]["method"] == "montecarlo"
     assert config["coactivation"]["seeded"]["correction"]["method"] == "fdr"
+
+
+def test_load_config_refuses_a_key_given_twice_in_its_files(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(DUPLICATE_ANALYSIS)
+    with pytest.raises(InputFileError, match=r", line 7: key 'analyses.knowledge' is given"):
+        load_config(yaml.safe_load(DUPLICATE_ANALYSIS), SCHEMA, config_files=[path])
+    # a file that is not YAML is left to Snakemake (it read it, as JSON, say)
+    other = tmp_path / "config.bin"
+    other.write_bytes(b"\xff\xfe\x00")
+    assert load_config(MINIMAL, SCHEMA, config_files=[other, tmp_path / "gone.yaml"])
+
+
+# ------------------------------------------ defaults: the schema's, as before ----
+
+# Configs filled by the pipeline of commit 13a6a6c (schema check, Snakemake's validate,
+# normalise_config), or the message it stopped with: config.yaml, small_config, every
+# yaml block of README.md and docs/*.md, and cases that reach every default and check
+# (tests/fixtures/make_filled_configs.py made them).
+FILLED = json.loads((FIXTURES / "filled_configs.json").read_text())
+
+# Messages made clearer since (the old ones, for a oneOf of keys, listed the schema).
+CLEARER = {
+    "two selections": "config: analyses.a.select: give only one of ids and expression",
+    "xyz and mask": "config: coactivation.c.seed: give only one of xyz and mask",
+    "bad versus": "config: analyses.a.versus: 'all' is not valid under any of the given "
+                  "schemas",
+}
+
+
+@pytest.mark.parametrize("case", FILLED, ids=[case["name"] for case in FILLED])
+def test_load_config_fills_as_the_pipeline_did(case):
+    """Key order and int/float included: the rules' params, and the config the report
+    and provenance show, are its values (their repr), so any change would re-run jobs."""
+    raw = copy.deepcopy(case["config"])
+    if "filled" in case:
+        config = load_config(raw, SCHEMA)
+        assert json.dumps(config) == json.dumps(case["filled"])
+        assert raw == case["config"]  # the argument is left as it was
+    else:
+        with pytest.raises(CbmaError) as err:
+            load_config(raw, SCHEMA)
+        assert str(err.value) == CLEARER.get(case["name"], case["error"])
+
+
+@pytest.mark.parametrize("select, message", [
+    ({}, "analyses.knowledge.select: give one of ids, expression or seed"),
+    ({"seed": {"r": 3}}, "analyses.knowledge.select.seed: give one of xyz or mask"),
+    ({"ids": ["a"], "seed": {"mask": "m.nii"}},
+     "analyses.knowledge.select: give only one of ids and seed"),
+], ids=["no selection", "no seed", "two selections"])
+def test_one_of_some_keys_names_them(select, message):
+    config = copy.deepcopy(MINIMAL)
+    config["analyses"]["knowledge"]["select"] = select
+    with pytest.raises(CbmaError) as err:
+        load_config(config, SCHEMA)
+    assert str(err.value) == f"config: {message}"
+
+
+def _objects(node, seen):
+    if isinstance(node, (dict, list)):
+        seen.append(id(node))
+        for child in node.values() if isinstance(node, dict) else node:
+            _objects(child, seen)
+    return seen
+
+
+@pytest.mark.parametrize("case", [c for c in FILLED if "filled" in c],
+                         ids=lambda case: case["name"])
+def test_no_two_keys_share_a_default(case):
+    """Each default is a copy: changing one entry's never changes another's."""
+    seen = _objects(load_config(case["config"], SCHEMA), [])
+    assert len(seen) == len(set(seen))
+
+
+def test_every_key_of_the_schema_is_described():
+    """The schema documents the config: every key has a description (a ``then``
+    only adds a default to a key described where it is defined)."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    missing = []
+
+    def walk(node, where):
+        if isinstance(node, list):
+            for k, item in enumerate(node):
+                walk(item, f"{where}[{k}]")
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            if key in ("if", "then", "else"):
+                continue
+            if key == "properties":
+                for name, sub in value.items():
+                    if "description" not in sub and set(sub) != {"default"}:
+                        missing.append(f"{where}.{name}")
+            walk(value, f"{where}.{key}")
+
+    walk(schema, "")
+    assert missing == []
+
+
+SMALL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "kind": {"enum": ["a", "b"]},
+        "box": {"type": "object", "default": {}, "properties": {"size": {"type": "number"}}},
+        "pick": {"oneOf": [{"const": "none"},
+                           {"type": "object", "properties": {"n": {"default": 1}}}]},
+        "items": {"type": "array", "items": {"$ref": "#/$defs/item"}},
+    },
+    "allOf": [
+        {"if": {"required": ["kind"], "properties": {"kind": {"const": "b"}}},
+         "then": {"properties": {"box": {"properties": {"size": {"default": 2.0}}}}}},
+        {"properties": {"kind": {"default": "b"}}},
+    ],
+    "$defs": {"item": {"type": "object", "properties": {"tags": {"default": []}}}},
+}
+
+
+def test_fill_defaults_follows_ifs_branches_and_refs():
+    config = {"pick": {}, "items": [{}, {"tags": ["x"]}, {}]}
+    fill_defaults(config, SMALL_SCHEMA)
+    # the default kind (filled after the if is first tested) brings the box's size
+    assert config == {"pick": {"n": 1}, "items": [{"tags": []}, {"tags": ["x"]}, {"tags": []}],
+                      "box": {"size": 2.0}, "kind": "b"}
+    assert config["items"][0]["tags"] is not config["items"][2]["tags"]
+    # a branch the value does not take is not filled; an if that fails adds nothing
+    config = fill_defaults({"pick": "none", "kind": "a"}, SMALL_SCHEMA)
+    assert config == {"pick": "none", "kind": "a", "box": {}}
+
+
+def test_fill_defaults_refuses_an_invalid_default():
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "default": "one"}}}
+    with pytest.raises(CbmaError, match=r"^config: n: 'one' is not of type 'integer' \(with "):
+        fill_defaults({}, schema)

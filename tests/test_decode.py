@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 from conftest import MASK
 
-from cbma import decode, mkda, space
+from cbma import chi2, decode, space, spheres
 from cbma.errors import CbmaError
 
 CENTRE = np.array([-40.0, -20.0, 50.0])  # left precentral gyrus, MNI mm
@@ -17,7 +17,7 @@ R_MM = 6.0
 
 def ma_maps(foci, mask, r=R_MM):
     """Binary MKDA maps (CSR, studies x in-mask voxels) of lists of voxel foci."""
-    offsets = mkda.sphere_offsets(r, mask.voxel_size)
+    offsets = spheres.sphere_offsets(r, mask.voxel_size)
     column = np.full(mask.data.size, -1, dtype=np.int64)
     column[mask.flat_indices] = np.arange(mask.n_voxels)
     rows, cols = [], []
@@ -75,7 +75,7 @@ def term_by_term(ma, weights, frequency_threshold=0.001):
             continue
         a = np.asarray(ma[np.flatnonzero(sel)].sum(axis=0)).ravel()
         b = np.asarray(ma[np.flatnonzero(~sel)].sum(axis=0)).ravel()
-        maps[t] = mkda.association_test(a, b, n1, n2)[1].astype(np.float32)
+        maps[t] = chi2.association_test(a, b, n1, n2)[1].astype(np.float32)
     return maps
 
 

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from conftest import KNOWLEDGE, MASK, REPO
 from fixtures.reference import nimare_arrays, nimare_file, nimare_map
 
-from cbma import clusters, diagnostics, io, kernels, space
+from cbma import clusters, coordinates, dataset, diagnostics, io, kernels, space
 from cbma.errors import CbmaError
 
 TEMPLATES = REPO / "resources" / "templates"
@@ -241,8 +241,8 @@ def test_names_of_outputs():
 @pytest.fixture(scope="module")
 def knowledge():
     mask = space.load_mask(MASK)
-    coords = io.read_dataset(KNOWLEDGE, "sleuth")
-    exps = io.experiments_table(coords)
+    coords = dataset.read_dataset(KNOWLEDGE, "sleuth")
+    exps = coordinates.experiments_table(coords)
     row = pd.Categorical(coords["id"], categories=exps["id"]).codes
     fwhms = kernels.experiment_fwhms(exps["sample_size"])
     ma = kernels.ale_ma_maps(kernels.foci_voxels(coords, mask), row, fwhms, mask)

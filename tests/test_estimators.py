@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from conftest import KNOWLEDGE, MASK, RELATED
 from fixtures.reference import nimare_arrays, nimare_file, nimare_map
 
-from cbma import correct, estimators, io, kernels, space
+from cbma import ale, clusters, coordinates, correct, dataset, kernels, space, stats
 from cbma.errors import CbmaError
 
 # NiMARE 0.22.1 kernels on the 2 mm grid (ALGORITHMS.md 1.1)
@@ -46,20 +46,20 @@ def test_kernel_options_are_exclusive_and_need_sample_sizes():
 def test_approximate_null_exact_small_case():
     # 10 voxels, two experiments with one voxel of MA 0.5 each (ALGORITHMS.md 2.2)
     ma = sp.csr_matrix(([0.5, 0.5], ([0, 1], [0, 1])), shape=(2, 10))
-    centres, weights = estimators.ale_null_approximate(ma)
+    centres, weights = ale.ale_null_approximate(ma)
     nonzero = {round(c, 5): w for c, w in zip(centres, weights, strict=True) if w > 0}
     assert nonzero == pytest.approx({0.0: 0.81, 0.5: 0.18, 0.75: 0.01})
-    p = estimators.null_p([0.5, 0.75, 0.0], centres, weights)
+    p = stats.null_p([0.5, 0.75, 0.0], centres, weights)
     np.testing.assert_allclose(p, [0.19, 0.01, 1.0])
-    assert estimators.ale_stat(ma)[:3] == pytest.approx([0.5, 0.5, 0.0])
+    assert ale.ale_stat(ma)[:3] == pytest.approx([0.5, 0.5, 0.0])
 
 
 def test_null_threshold_is_last_bin_above_p():
     centres = np.array([0.0, 0.1, 0.2, 0.3])
     weights = np.array([0.9, 0.08, 0.015, 0.005])  # tails 1, .1, .02, .005
-    assert estimators.null_threshold(0.05, centres, weights) == 0.1
-    assert estimators.null_threshold(0.001, centres, weights) == 0.3
-    assert estimators.null_threshold(0.5, centres, weights) == 0.0
+    assert stats.null_threshold(0.05, centres, weights) == 0.1
+    assert stats.null_threshold(0.001, centres, weights) == 0.3
+    assert stats.null_threshold(0.5, centres, weights) == 0.0
 
 
 def test_null_to_p_counts_ties_and_clips():
@@ -69,12 +69,12 @@ def test_null_to_p_counts_ties_and_clips():
 
 def _fit(path):
     mask = space.load_mask(MASK)
-    table = io.read_dataset(path, "sleuth")
-    exps = io.experiments_table(table)
+    table = dataset.read_dataset(path, "sleuth")
+    exps = coordinates.experiments_table(table)
     fwhms = kernels.experiment_fwhms(exps["sample_size"])
     row = pd.Categorical(table["id"], categories=exps["id"]).codes
     ma = kernels.ale_ma_maps(kernels.foci_voxels(table, mask), row, fwhms, mask)
-    return mask, ma, *estimators.ale(ma)
+    return mask, ma, *ale.ale(ma)
 
 
 @pytest.mark.parametrize("name, path, threshold", [
@@ -88,14 +88,14 @@ def test_ale_matches_nimare(name, path, threshold):
     np.testing.assert_allclose(centres, ref_null["histogram_bins"], atol=1e-12)
     np.testing.assert_allclose(weights, ref_null["histweights_corr-none_method-approximate"],
                                atol=1e-7)  # float ties in the fold: <= 2.6e-8
-    assert estimators.null_threshold(0.001, centres, weights) == pytest.approx(threshold)
+    assert stats.null_threshold(0.001, centres, weights) == pytest.approx(threshold)
 
 
 def test_observed_clusters_match_nimare():
     mask, _, maps, null = _fit(KNOWLEDGE)
     summary = json.loads(nimare_file("knowledge/fwe_n5000/summary.json").read_text())
-    thr = estimators.null_threshold(0.001, *null)
-    _, sizes, masses = correct.label_clusters(maps["stat"], mask, thr)
+    thr = stats.null_threshold(0.001, *null)
+    _, sizes, masses = clusters.label_clusters(maps["stat"], mask, thr)
     order = np.argsort(-sizes, kind="stable")
     ref = summary["observed_clusters_conn6"]
     assert sorted(sizes.tolist(), reverse=True) == ref["sizes_desc"]

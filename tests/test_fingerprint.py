@@ -189,12 +189,14 @@ def test_every_script_imports_what_modulefinder_finds():
 
 
 def test_ingest_modules_by_hand():
-    # scripts/ingest.py: from cbma import io, neurosynth, space; from cbma.runner import run.
-    # io imports errors and space, and neurosynth inside functions; neurosynth imports
-    # errors and io; space imports errors; runner imports provenance and errors.
+    # scripts/ingest.py: from cbma import coordinates, dataset, io, space, term_weights;
+    # from cbma.runner import run. dataset imports coordinates, errors, io, neurosynth, space
+    # and term_weights; neurosynth imports coordinates, errors and term_weights;
+    # coordinates and term_weights import errors and io; io and space import errors; runner
+    # imports provenance and errors.
     assert provenance.imported_modules(script=SCRIPTS / "ingest.py") == {
-        "cbma", "cbma.io", "cbma.neurosynth", "cbma.space", "cbma.errors", "cbma.runner",
-        "cbma.provenance"}
+        "cbma", "cbma.coordinates", "cbma.dataset", "cbma.io", "cbma.neurosynth", "cbma.space",
+        "cbma.term_weights", "cbma.errors", "cbma.runner", "cbma.provenance"}
     # scripts/provenance.py: import cbma; from cbma import provenance; cbma.runner
     assert provenance.imported_modules(script=SCRIPTS / "provenance.py") == {
         "cbma", "cbma.provenance", "cbma.runner", "cbma.errors"}

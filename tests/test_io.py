@@ -6,13 +6,13 @@ import pytest
 from conftest import DATA, KNOWLEDGE, RELATED, SLEUTH
 from fixtures.reference import nimare_file
 
-from cbma import io, space
+from cbma import coordinates, dataset, io, space
 from cbma.errors import CbmaError, InputFileError
 
 
 def test_bundled_sleuth_files_have_the_published_counts():
-    know = io.read_sleuth(KNOWLEDGE)
-    rel = io.read_sleuth(RELATED)
+    know = coordinates.read_sleuth(KNOWLEDGE)
+    rel = coordinates.read_sleuth(RELATED)
     assert (know["id"].nunique(), len(know)) == (21, 262)
     assert (rel["id"].nunique(), len(rel)) == (16, 201)
     assert set(know["space"]) == {"MNI"}
@@ -21,19 +21,19 @@ def test_bundled_sleuth_files_have_the_published_counts():
 @pytest.mark.parametrize("name", ["knowledge", "related"])
 def test_sleuth_reader_matches_nimare_coordinates(name):
     path = KNOWLEDGE if name == "knowledge" else RELATED
-    ours = io.read_dataset(path, "sleuth")
+    ours = dataset.read_dataset(path, "sleuth")
     ref = pd.read_csv(nimare_file(f"data/{name}_coordinates.tsv"), sep="\t")
     assert list(ours["id"]) == list(ref["id"])
     np.testing.assert_array_equal(ours[["x", "y", "z"]].to_numpy(), ref[["x", "y", "z"]].to_numpy())
     sizes = pd.read_csv(nimare_file(f"data/{name}_sample_sizes.tsv"), sep="\t")
-    exps = io.experiments_table(ours).set_index("id").loc[sizes["id"]]
+    exps = coordinates.experiments_table(ours).set_index("id").loc[sizes["id"]]
     np.testing.assert_array_equal(exps["sample_size"], sizes["sample_size"])
     np.testing.assert_array_equal(exps["n_foci"], sizes["n_foci"])
 
 
 def test_header_runs_and_study_contrast_split():
-    table = io.read_sleuth(SLEUTH / "test_sleuth_file.txt")
-    exps = io.experiments_table(table)
+    table = coordinates.read_sleuth(SLEUTH / "test_sleuth_file.txt")
+    exps = coordinates.experiments_table(table)
     assert list(exps["id"]) == [
         "StudyName-ExperimentName",
         "StudyName2-ExperimentName",
@@ -50,7 +50,7 @@ def test_header_runs_and_study_contrast_split():
 ])
 def test_malformed_shared_files_name_file_and_line(name, line, words):
     with pytest.raises(InputFileError) as err:
-        io.read_sleuth(SLEUTH / name)
+        coordinates.read_sleuth(SLEUTH / name)
     msg = str(err.value)
     assert msg.startswith(f"{SLEUTH / name}, line {line}: ")
     assert words in msg and "\n" not in msg
@@ -72,7 +72,7 @@ def test_malformed_sleuth_errors(tmp_path, body, line, words):
     path = tmp_path / "foci.txt"
     path.write_text("// Reference=MNI\n" + body)
     with pytest.raises(InputFileError) as err:
-        io.read_sleuth(path)
+        coordinates.read_sleuth(path)
     assert f"line {line}:" in str(err.value) and words in str(err.value)
 
 
@@ -89,11 +89,11 @@ def test_line_endings_separators_and_bom_do_not_matter(tmp_path):
     for name, raw in variants.items():
         path = tmp_path / f"{name}.txt"
         path.write_bytes(raw)
-        tables.append(io.read_sleuth(path).drop(columns="source"))
+        tables.append(coordinates.read_sleuth(path).drop(columns="source"))
     for t in tables[1:]:
         pd.testing.assert_frame_equal(tables[0], t)
     t = tables[0]
-    ids = list(io.experiments_table(t)["id"])
+    ids = list(coordinates.experiments_table(t)["id"])
     assert ids == ["Smith 2001-words > pictures", "Jones, 2003-faces"]
     assert t[["x", "y", "z"]].to_numpy().tolist()[1] == [-4, 5, 6.5]
 
@@ -107,11 +107,11 @@ def test_talairach_conversion_matches_nimare_values():
 
 
 def test_talairach_file_is_converted_on_read(tmp_path):
-    tal = io.read_dataset(SLEUTH / "test_sleuth_file2.txt", "sleuth")
+    tal = dataset.read_dataset(SLEUTH / "test_sleuth_file2.txt", "sleuth")
     assert set(tal["space"]) == {"TAL"}
     expected = space.tal2mni([[-18, -58, -24]])[0]
     np.testing.assert_allclose(tal.loc[0, ["x", "y", "z"]].to_numpy(dtype=float), expected)
-    spm = io.read_dataset(SLEUTH / "test_sleuth_file2.txt", "sleuth", "icbm_spm")
+    spm = dataset.read_dataset(SLEUTH / "test_sleuth_file2.txt", "sleuth", "icbm_spm")
     assert not np.allclose(spm[["x", "y", "z"]], tal[["x", "y", "z"]])
 
 
@@ -119,12 +119,12 @@ def test_duplicate_experiments_across_files_are_an_error(tmp_path):
     for name in "ab":
         (tmp_path / f"{name}.txt").write_text("// Reference=MNI\n// S: c\n// Subjects=5\n1 2 3\n")
     with pytest.raises(CbmaError, match="also in"):
-        io.read_dataset([tmp_path / "a.txt", tmp_path / "b.txt"], "sleuth")
+        dataset.read_dataset([tmp_path / "a.txt", tmp_path / "b.txt"], "sleuth")
 
 
 def test_nimare_json_reader():
-    table = io.read_dataset(DATA / "nimare_json" / "nidm_pain_dset.json", "nimare_json")
-    exps = io.experiments_table(table)
+    table = dataset.read_dataset(DATA / "nimare_json" / "nidm_pain_dset.json", "nimare_json")
+    exps = coordinates.experiments_table(table)
     assert len(exps) == 21
     assert exps.loc[exps["id"] == "pain_01.nidm-1", "sample_size"].item() == 25
     assert (exps.loc[exps["id"] == "pain_01.nidm-1", "n_foci"].item()) == 16
@@ -135,10 +135,10 @@ def test_nimare_json_errors_name_the_contrast(tmp_path):
     path.write_text('{"s1": {"contrasts": {"c1": {"coords": {"space": "XYZ", '
                     '"x": [1], "y": [2], "z": [3]}}}}}')
     with pytest.raises(InputFileError, match="study 's1', contrast 'c1': unknown space"):
-        io.read_nimare_json(path)
+        coordinates.read_nimare_json(path)
     path.write_text("{not json")
     with pytest.raises(InputFileError, match="line 1: invalid JSON"):
-        io.read_nimare_json(path)
+        coordinates.read_nimare_json(path)
 
 
 def test_mm_to_vox_rounds_half_to_even():
@@ -179,7 +179,7 @@ def test_sleuth_experiment_without_foci_in_the_middle_is_an_error(tmp_path, body
     path = tmp_path / "foci.txt"
     path.write_text(body)
     with pytest.raises(InputFileError) as err:
-        io.read_sleuth(path)
+        coordinates.read_sleuth(path)
     msg = str(err.value)
     assert msg.startswith(f"{path}, line {line}: experiment {name} has no foci")
     assert "\n" not in msg
@@ -201,7 +201,7 @@ def test_sleuth_reader_is_linear_in_the_number_of_experiments(tmp_path):
     path = tmp_path / "big.txt"
     path.write_text(_sleuth_text(4000))  # 1.2 MB; quadratic reading took ~10 s
     began = time.perf_counter()
-    table = io.read_sleuth(path)
+    table = coordinates.read_sleuth(path)
     seconds = time.perf_counter() - began
     assert table["id"].nunique() == 4000
     assert seconds < 3.0, f"read 4,000 experiments in {seconds:.1f} s"
@@ -234,7 +234,7 @@ def test_nimare_json_bad_sample_size_names_the_contrast(tmp_path, metadata, show
     path = _nimare_json(tmp_path / "d.json", metadata)
     key = next(iter(metadata))
     with pytest.raises(InputFileError) as err:
-        io.read_nimare_json(path)
+        coordinates.read_nimare_json(path)
     assert str(err.value) == (
         f"{path}: study 's1', contrast 'c2': metadata.{key} must be a number of subjects "
         f"(at least 1) or a list of them, or null when unknown; got {shown}")
@@ -243,10 +243,10 @@ def test_nimare_json_bad_sample_size_names_the_contrast(tmp_path, metadata, show
 @pytest.mark.parametrize("metadata", [{}, None, {"sample_sizes": None}, {"sample_sizes": []}])
 def test_nimare_json_missing_sample_size_is_legal_until_ale_needs_it(tmp_path, metadata):
     path = _nimare_json(tmp_path / "d.json", metadata)
-    exps = io.experiments_table(io.read_dataset(path, "nimare_json"))
+    exps = coordinates.experiments_table(dataset.read_dataset(path, "nimare_json"))
     assert exps["sample_size"].tolist()[0] == 20 and np.isnan(exps["sample_size"][1])
     with pytest.raises(InputFileError) as err:   # what an ALE analysis of it asks for
-        io.load_dataset(path, "nimare_json", need_sample_size="the ALE analysis analyses.x")
+        dataset.load_dataset(path, "nimare_json", need_sample_size="the ALE analysis analyses.x")
     assert str(err.value) == (
         f"{path}: study 's1', contrast 'c2' has no sample size (1 of 2 experiments have "
         "none), which the ALE analysis analyses.x needs: add metadata.sample_sizes, or give "
@@ -273,7 +273,7 @@ def test_unreadable_file_is_one_line(tmp_path, monkeypatch):
                         lambda file, *a, **k: deny(file) or real_open(file, *a, **k))
     for path, fmt in ((sleuth, "sleuth"), (database, "neurosynth")):
         with pytest.raises(InputFileError) as err:
-            io.load_dataset(path, fmt, terms=False)
+            dataset.load_dataset(path, fmt, terms=False)
         assert str(err.value) == f"{path}: cannot read (permission denied)"
 
 
@@ -286,12 +286,12 @@ def test_unreadable_file_is_one_line_for_real(tmp_path):
     path.write_text("// Reference=MNI\n// A: b\n// Subjects=5\n1 2 3\n")
     path.chmod(0)
     with pytest.raises(InputFileError, match="cannot read \\(permission denied\\)$"):
-        io.read_sleuth(path)
+        coordinates.read_sleuth(path)
 
 
 def test_folder_in_place_of_a_file(tmp_path):
     with pytest.raises(InputFileError) as err:
-        io.read_sleuth(tmp_path)
+        coordinates.read_sleuth(tmp_path)
     assert str(err.value) == f"{tmp_path}: is a folder, not a file"
 
 
@@ -375,8 +375,8 @@ def test_unreadable_input_and_results_stop_before_anything_runs(tmp_path):
 def test_neurosynth_dataset_for_an_ale_kernel_is_one_line():
     database = KNOWLEDGE.parent / "synthetic_neurosynth" / "database.txt.gz"
     with pytest.raises(InputFileError) as err:
-        io.load_dataset(database, "neurosynth", terms=False,
-                        need_sample_size="the ALE analysis analyses.x")
+        dataset.load_dataset(database, "neurosynth", terms=False,
+                             need_sample_size="the ALE analysis analyses.x")
     assert str(err.value) == (
         f"{database}: a neurosynth dataset records no sample sizes, which the ALE analysis "
         "analyses.x needs: give the analysis a kernel of its own (kernel: {fwhm: ...} or "

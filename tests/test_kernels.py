@@ -10,7 +10,7 @@ that the Monte Carlo null uses those kernels on that grid.
 import numpy as np
 import pytest
 
-from cbma import kernels, mkda, null, space
+from cbma import kernels, null, space, spheres
 
 GRIDS = [(1.0, 1.0, 1.0), (2.0, 2.0, 2.0), (3.0, 3.0, 3.0), (2.0, 2.0, 3.0)]
 FWHM_PER_SD = np.sqrt(8 * np.log(2))
@@ -82,9 +82,9 @@ def test_sphere_kernels_are_in_mm(voxel_size, r):
     centre_mm = space.vox_to_mm(ijk, mask.affine)[0]
     all_mm = space.vox_to_mm(np.argwhere(mask.data), mask.affine)
     within = np.linalg.norm(all_mm - centre_mm, axis=1) <= r
-    for ma in (mkda.mkda_ma_maps(ijk, np.array([0]), 1, mask, r=r),
-               mkda.mkda_ma_maps(np.repeat(ijk, 2, axis=0), np.array([0, 0]), 1, mask, r=r,
-                                 sum_overlap=True) / 2):  # KDA: two foci at one place
+    for ma in (spheres.mkda_ma_maps(ijk, np.array([0]), 1, mask, r=r),
+               spheres.mkda_ma_maps(np.repeat(ijk, 2, axis=0), np.array([0, 0]), 1, mask, r=r,
+                                    sum_overlap=True) / 2):  # KDA: two foci at one place
         np.testing.assert_array_equal(ma.toarray()[0] > 0, within)
     # the sphere's volume is that of a ball of radius r, to within the grid's resolution
     volume = within.sum() * np.prod(voxel_size)
@@ -114,7 +114,7 @@ def test_monte_carlo_null_uses_the_grid_kernels(voxel_size):
         np.testing.assert_allclose(row, ref, rtol=1e-12)
     assert got[:, 1].max() > 0  # clusters were formed
 
-    spheres = null.SphereFociModel(n_foci, mkda.sphere_offsets(10.0, voxel_size), mask)
-    got = null.run_iterations(spheres, 3, "grid", iterations, 1.0)
-    for row, c in zip(got, spheres.draw(3, "grid", iterations), strict=True):
-        assert tuple(row) == null.sphere_iteration_reference(spheres, c, 1.0)
+    sphere_model = null.SphereFociModel(n_foci, spheres.sphere_offsets(10.0, voxel_size), mask)
+    got = null.run_iterations(sphere_model, 3, "grid", iterations, 1.0)
+    for row, c in zip(got, sphere_model.draw(3, "grid", iterations), strict=True):
+        assert tuple(row) == null.sphere_iteration_reference(sphere_model, c, 1.0)

@@ -10,8 +10,17 @@ from conftest import KNOWLEDGE, MASK, RELATED
 from fixtures.reference import nimare_arrays, nimare_map, nimare_maps
 from scipy import stats
 
-from cbma import correct, estimators, io, kernels, mkda, space
+from cbma import coordinates, correct, dataset, kernels, mkda, space, spheres
+from cbma.chi2 import (
+    association_test,
+    chi2_fdr_maps,
+    chi2_maps,
+    mkda_chi2,
+    neurosynth_images,
+    uniformity_test,
+)
 from cbma.errors import CbmaError
+from cbma.stats import null_threshold
 
 CHI2 = "mkda/chi2_knowledge_vs_related"  # NiMARE's outputs, in tests/fixtures/nimare
 
@@ -23,7 +32,7 @@ def mask():
 
 def _dense_ma(ijk, experiment, n_exp, mask, r, sum_overlap):
     """Brute force: every sphere voxel of every focus, clipped to the volume, then masked."""
-    offsets = mkda.sphere_offsets(r, mask.voxel_size)
+    offsets = spheres.sphere_offsets(r, mask.voxel_size)
     vols = np.zeros((n_exp, *mask.shape))
     for centre, e in zip(ijk, experiment, strict=True):
         vox = centre + offsets
@@ -36,11 +45,11 @@ def _dense_ma(ijk, experiment, n_exp, mask, r, sum_overlap):
 
 
 def _load(path, mask, r=10.0, sum_overlap=False):
-    table = io.read_dataset(path, "sleuth")
-    exps = io.experiments_table(table)
+    table = dataset.read_dataset(path, "sleuth")
+    exps = coordinates.experiments_table(table)
     row = pd.Categorical(table["id"], categories=exps["id"]).codes
-    return mkda.mkda_ma_maps(kernels.foci_voxels(table, mask), row, len(exps), mask, r=r,
-                             sum_overlap=sum_overlap)
+    return spheres.mkda_ma_maps(kernels.foci_voxels(table, mask), row, len(exps), mask, r=r,
+                                sum_overlap=sum_overlap)
 
 
 def _ref(name, mask):
@@ -55,7 +64,7 @@ def _ref(name, mask):
 
 @pytest.mark.parametrize("r, n", [(10, 515), (6, 123), (0, 1), (2.5, 7), (3.9, 27)])
 def test_sphere_sizes_on_2mm_grid(r, n):
-    offsets = mkda.sphere_offsets(r, [2.0, 2.0, 2.0])
+    offsets = spheres.sphere_offsets(r, [2.0, 2.0, 2.0])
     assert len(offsets) == n
     assert np.all(np.sqrt(((offsets * 2.0) ** 2).sum(axis=1)) <= r)
 
@@ -68,7 +77,7 @@ def test_ma_maps_match_brute_force(mask):
     ijk = np.concatenate([inside, edges, inside[:4]])  # repeated foci overlap
     experiment = rng.integers(0, 7, len(ijk))
     for r, sum_overlap in [(10, False), (6, True), (4, False)]:
-        ma = mkda.mkda_ma_maps(ijk, experiment, 8, mask, r=r, sum_overlap=sum_overlap)
+        ma = spheres.mkda_ma_maps(ijk, experiment, 8, mask, r=r, sum_overlap=sum_overlap)
         assert isinstance(ma, sp.csr_matrix) and ma.dtype == np.float32
         assert ma.shape == (8, mask.n_voxels) and ma.has_sorted_indices
         assert np.all(np.diff(ma.indices.astype(np.int64))[np.diff(
@@ -81,17 +90,17 @@ def test_ma_maps_match_brute_force(mask):
 
 def test_kda_counts_overlapping_foci_twice_mkda_once(mask):
     centre = np.array([[40, 60, 36]])
-    one = mkda.mkda_ma_maps(centre, [0], 1, mask)
+    one = spheres.mkda_ma_maps(centre, [0], 1, mask)
     twice = np.repeat(centre, 2, axis=0)
     assert one.nnz == 515  # deep inside the brain: the whole sphere
-    mkda_map = mkda.mkda_ma_maps(twice, [0, 0], 1, mask)
-    kda_map = mkda.mkda_ma_maps(twice, [0, 0], 1, mask, sum_overlap=True, value=0.5)
+    mkda_map = spheres.mkda_ma_maps(twice, [0, 0], 1, mask)
+    kda_map = spheres.mkda_ma_maps(twice, [0, 0], 1, mask, sum_overlap=True, value=0.5)
     np.testing.assert_array_equal(mkda_map.toarray(), one.toarray())
     np.testing.assert_array_equal(kda_map.toarray(), one.toarray())  # 2 x 0.5
     near = np.array([[40, 60, 36], [42, 60, 36]])  # 4 mm apart: partly overlapping
-    k = mkda.mkda_ma_maps(near, [0, 0], 1, mask, sum_overlap=True)
-    m = mkda.mkda_ma_maps(near, [0, 0], 1, mask)
-    separate = mkda.mkda_ma_maps(near, [0, 1], 2, mask)
+    k = spheres.mkda_ma_maps(near, [0, 0], 1, mask, sum_overlap=True)
+    m = spheres.mkda_ma_maps(near, [0, 0], 1, mask)
+    separate = spheres.mkda_ma_maps(near, [0, 1], 2, mask)
     assert set(np.unique(k.data)) == {1.0, 2.0} and set(np.unique(m.data)) == {1.0}
     assert k.sum() == separate.nnz and m.nnz == k.nnz < separate.nnz
 
@@ -102,19 +111,19 @@ def test_foci_outside_the_mask_keep_their_in_mask_part(mask):
     line = mask.data[:, j, k]
     i_out = np.flatnonzero(line)[0] - 2
     assert not mask.contains(np.array([[i_out, j, k]]))[0]
-    ma = mkda.mkda_ma_maps(np.array([[i_out, j, k], [-20, j, k]]), [0, 1], 2, mask)
+    ma = spheres.mkda_ma_maps(np.array([[i_out, j, k], [-20, j, k]]), [0, 1], 2, mask)
     assert 0 < ma[0].nnz < 515 and ma[1].nnz == 0
 
 
 def test_ma_maps_reject_bad_input(mask):
     ijk = np.array([[45, 60, 40]])
     with pytest.raises(CbmaError, match="experiment labels"):
-        mkda.mkda_ma_maps(ijk, [1], 1, mask)
+        spheres.mkda_ma_maps(ijk, [1], 1, mask)
     with pytest.raises(CbmaError, match="shape"):
-        mkda.mkda_ma_maps(ijk[0], [0], 1, mask)
+        spheres.mkda_ma_maps(ijk[0], [0], 1, mask)
     with pytest.raises(CbmaError, match="radius"):
-        mkda.mkda_ma_maps(ijk, [0], 1, mask, r=-1)
-    empty = mkda.mkda_ma_maps(np.zeros((0, 3), int), np.zeros(0, int), 3, mask)
+        spheres.mkda_ma_maps(ijk, [0], 1, mask, r=-1)
+    empty = spheres.mkda_ma_maps(np.zeros((0, 3), int), np.zeros(0, int), 3, mask)
     assert empty.shape == (3, mask.n_voxels) and empty.nnz == 0
 
 
@@ -134,9 +143,9 @@ def test_poisson_binomial_null_small_case():
     np.testing.assert_allclose(maps["z"][0], stats.norm.isf(0.1))
     assert maps["z"][5] == 0
     # the cluster-forming threshold: last count whose tail is still above p
-    assert estimators.null_threshold(0.2, *null) == 1
-    assert estimators.null_threshold(0.05, *null) == 2
-    assert estimators.null_threshold(0.7, *null) == 0
+    assert null_threshold(0.2, *null) == 1
+    assert null_threshold(0.05, *null) == 2
+    assert null_threshold(0.7, *null) == 0
 
 
 def test_poisson_binomial_matches_enumeration():
@@ -211,7 +220,7 @@ def test_chi2_tests_match_scipy():
     n1, n2 = 37, 120
     a = rng.integers(1, n1, 200)
     b = rng.integers(1, n2, 200)
-    chi2, z = mkda.association_test(a, b, n1, n2)
+    chi2, z = association_test(a, b, n1, n2)
     for i in range(0, 200, 7):
         table = [[a[i], b[i]], [n1 - a[i], n2 - b[i]]]
         expected = stats.chi2_contingency(table, correction=False)[0]
@@ -219,14 +228,14 @@ def test_chi2_tests_match_scipy():
     np.testing.assert_array_equal(np.sign(z), np.sign(a / n1 - b / n2))
     np.testing.assert_allclose(np.abs(z), np.sqrt(chi2))
     # uniformity: each count against the mean count, a 2-cell goodness of fit
-    chi2_u, z_u = mkda.uniformity_test(a, n1)
+    chi2_u, z_u = uniformity_test(a, n1)
     e = a.mean()
     expected = stats.chisquare(np.c_[a, n1 - a], f_exp=np.c_[np.full(200, e), np.full(200, n1 - e)],
                                axis=1).statistic
     np.testing.assert_allclose(chi2_u, expected, rtol=1e-10)
     np.testing.assert_array_equal(np.sign(z_u), np.sign(a - e))
     # zero expected cells: chi2 = 2 (NiMARE, reproducing Neurosynth); z = 0 with no evidence
-    chi2_0, z_0 = mkda.association_test([0, n1], [0, n2], n1, n2)
+    chi2_0, z_0 = association_test([0, n1], [0, n2], n1, n2)
     np.testing.assert_array_equal(chi2_0, [2.0, 2.0])
     np.testing.assert_array_equal(z_0, [0.0, 0.0])
 
@@ -236,17 +245,17 @@ def test_association_test_broadcasts_over_terms():
     n1 = np.array([[10], [25], [40]])
     total = rng.integers(0, 50, (1, 30))
     a = np.minimum(rng.integers(0, 11, (3, 30)), np.minimum(total, n1))
-    chi2, z = mkda.association_test(a, total - a, n1, 50 - n1)
+    chi2, z = association_test(a, total - a, n1, 50 - n1)
     assert chi2.shape == z.shape == (3, 30)
     for t in range(3):
-        row, _ = mkda.association_test(a[t], total[0] - a[t], int(n1[t, 0]), 50 - int(n1[t, 0]))
+        row, _ = association_test(a[t], total[0] - a[t], int(n1[t, 0]), 50 - int(n1[t, 0]))
         np.testing.assert_array_equal(chi2[t], row)
 
 
 def test_chi2_maps_probabilities_and_aliases():
     a = np.array([0, 2, 5, 1, 0.0])
     b = np.array([0, 1, 0, 4, 3.0])
-    maps = mkda.chi2_maps(a, b, 5, 10, prior=0.3)
+    maps = chi2_maps(a, b, 5, 10, prior=0.3)
     np.testing.assert_allclose(maps["prob_desc-A"], (a + b) / 15)
     np.testing.assert_allclose(maps["prob_desc-AgF"], a / 5)
     np.testing.assert_allclose(maps["prob_desc-AgU"], b / 10)
@@ -259,19 +268,19 @@ def test_chi2_maps_probabilities_and_aliases():
     assert maps["prob_desc-group2"] is maps["prob_desc-AgU"]
     for kind in ("z", "chi2", "p", "logp"):
         assert maps[f"{kind}_desc-group1"] is maps[f"{kind}_desc-uniformity"]
-    np.testing.assert_allclose(maps["chi2_desc-group2"], mkda.uniformity_test(b, 10)[0])
+    np.testing.assert_allclose(maps["chi2_desc-group2"], uniformity_test(b, 10)[0])
     np.testing.assert_allclose(maps["p_desc-association"],
                                stats.chi2.sf(maps["chi2_desc-association"], 1))
     np.testing.assert_allclose(maps["logp_desc-association"],
                                -np.log10(maps["p_desc-association"]))
-    assert "prob_desc-AgF_prior" not in mkda.chi2_maps(a, b, 5, 10, prior=None)
+    assert "prob_desc-AgF_prior" not in chi2_maps(a, b, 5, 10, prior=None)
     with pytest.raises(CbmaError, match="group size"):
-        mkda.chi2_maps(a + 5, b, 5, 10)
+        chi2_maps(a + 5, b, 5, 10)
 
 
 def test_chi2_logp_and_z_do_not_underflow():
     a = np.r_[np.full(99, 1.0), 4000.0]
-    maps = mkda.chi2_maps(a, np.full(100, 10.0), 4000, 5000)
+    maps = chi2_maps(a, np.full(100, 10.0), 4000, 5000)
     chi2 = maps["chi2_desc-uniformity"][-1]
     assert chi2 > 3000 and maps["p_desc-uniformity"][-1] == 0  # float64 p underflows
     # log p = log 2 + log Q(x), x = sqrt(chi2), from the asymptotic series of the normal tail
@@ -287,11 +296,11 @@ def test_chi2_logp_and_z_do_not_underflow():
 def test_mkda_chi2_counts_active_experiments():
     ma1 = sp.csr_matrix(np.array([[1.0, 1, 0], [0, 1, 0]]))
     ma2 = sp.csr_matrix(np.array([[1.0, 0, 0], [0, 0, 0], [0, 1, 1]]))
-    maps = mkda.mkda_chi2(ma1, ma2)
+    maps = mkda_chi2(ma1, ma2)
     np.testing.assert_allclose(maps["prob_desc-AgF"], [0.5, 1, 0])
     np.testing.assert_allclose(maps["prob_desc-AgU"], [1 / 3, 1 / 3, 1 / 3])
     with pytest.raises(CbmaError, match="share a mask"):
-        mkda.mkda_chi2(ma1, sp.csr_matrix((1, 4)))
+        mkda_chi2(ma1, sp.csr_matrix((1, 4)))
 
 
 # --------------------------------------------------------------------------- FDR
@@ -324,8 +333,8 @@ def test_fdr_bh_matches_brute_force():
 
 
 def test_fdr_maps_conventions():
-    maps = mkda.chi2_maps(np.array([0, 1, 2, 9, 9.0]), np.array([3, 1, 2, 0, 1.0]), 10, 10)
-    fdr = mkda.chi2_fdr_maps(maps)
+    maps = chi2_maps(np.array([0, 1, 2, 9, 9.0]), np.array([3, 1, 2, 0, 1.0]), 10, 10)
+    fdr = chi2_fdr_maps(maps)
     suffix = "level-voxel_corr-FDR_method-indep"
     assert set(fdr) == {f"{v}_desc-{d}_{suffix}" for v in ("p", "z", "logp")
                         for d in ("uniformity", "group1", "group2", "association")}
@@ -349,8 +358,8 @@ def test_neurosynth_images_names_and_thresholding():
     a[:20] = 0
     b[:20] = 0  # voxels no study activates
     a[20:40] = 29  # strongly associated voxels
-    maps = mkda.chi2_maps(a, b, 30, 300, prior=0.5)
-    images = mkda.neurosynth_images(maps)
+    maps = chi2_maps(a, b, 30, 300, prior=0.5)
+    images = neurosynth_images(maps)
     assert list(images) == ["pA", "pAgF", "pFgA", "pA_given_pF=0.50", "pFgA_given_pF=0.50",
                             "uniformity-test_z", "uniformity-test_z_FDR_0.01",
                             "association-test_z", "association-test_z_FDR_0.01"]
@@ -365,20 +374,20 @@ def test_neurosynth_images_names_and_thresholding():
     assert (images["association-test_z_FDR_0.01"][20:40] > 0).all()
     # min_studies = 1 (Neurosynth's default) zeroes the voxels no study activates
     assert all((img[:20] == 0).all() for img in images.values())
-    kept = mkda.neurosynth_images(maps, min_studies=0)
+    kept = neurosynth_images(maps, min_studies=0)
     assert (kept["uniformity-test_z"][:20] < 0).all()
-    other = mkda.neurosynth_images(maps, q=0.05, prior=0.25, min_studies=3, n_studies=330)
+    other = neurosynth_images(maps, q=0.05, prior=0.25, min_studies=3, n_studies=330)
     assert {"pA_given_pF=0.25", "pFgA_given_pF=0.25", "uniformity-test_z_FDR_0.05"} <= set(other)
     assert (other["pA"][(a + b > 0) & (a + b < 3)] == 0).all()
     assert (other["pA"][a + b >= 3] > 0).all()
     with pytest.raises(CbmaError, match="n_studies"):
-        mkda.neurosynth_images(maps, min_studies=3)
+        neurosynth_images(maps, min_studies=3)
 
 
 def test_neurosynth_z_is_capped_like_neurosynth():
     a = np.r_[np.zeros(99), 3000.0]
-    maps = mkda.chi2_maps(a, np.r_[np.zeros(99), 10.0], 3000, 10000)
-    images = mkda.neurosynth_images(maps, min_studies=0)
+    maps = chi2_maps(a, np.r_[np.zeros(99), 10.0], 3000, 10000)
+    images = neurosynth_images(maps, min_studies=0)
     assert maps["z_desc-association"][-1] > 40
     assert images["association-test_z"][-1] == pytest.approx(stats.norm.isf(0.5e-240))
 
@@ -406,7 +415,7 @@ def test_mkda_density_matches_nimare(mask):
     np.testing.assert_allclose(mkda.mkda_null(ma)[2], ref_null["histogram_means"], rtol=1e-6)
     # NiMARE's cluster-forming threshold at p = 0.001 is 4 (clusters of stat > 4):
     # with the reference's Monte Carlo nulls it reproduces every FWE map
-    threshold = estimators.null_threshold(0.001, *null)
+    threshold = null_threshold(0.001, *null)
     assert threshold == 4
     p, _ = correct.fwe_montecarlo(
         maps["stat"], mask, threshold, ref_null["values_level-voxel_corr-fwe_method-montecarlo"],
@@ -427,8 +436,8 @@ def test_kda_matches_nimare(mask):
 
 
 def test_mkda_chi2_matches_nimare(mask):
-    maps = mkda.mkda_chi2(_load(KNOWLEDGE, mask), _load(RELATED, mask))
-    maps.update(mkda.chi2_fdr_maps(maps))
+    maps = mkda_chi2(_load(KNOWLEDGE, mask), _load(RELATED, mask))
+    maps.update(chi2_fdr_maps(maps))
     refs = nimare_maps(f"{CHI2}/knowledge_vs_related_")
     names = [p.removeprefix(f"{CHI2}/knowledge_vs_related_") for p in refs]
     assert set(names) == set(maps)

@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 from conftest import DATA
 
-from cbma import io, neurosynth, terms
+from cbma import coordinates, dataset, io, neurosynth, term_weights, terms
 from cbma.errors import CbmaError, InputFileError
 
 V7 = DATA / "neurosynth_v7"
@@ -72,11 +72,11 @@ def raises_at(call, path, line, words):
 def test_classic_release_reads_foci_weights_and_studies(classic):
     database, features = classic
     table, weights, meta = neurosynth.read_neurosynth(database, features)
-    assert list(table.columns) == io.COLUMNS
+    assert list(table.columns) == coordinates.COLUMNS
     assert list(table["id"]) == ["101-1", "101-1", "202-1", "303-1", "202-1", "404-1"]
     assert list(table["study_id"].unique()) == ["101", "202", "303", "404"]
     assert set(table["contrast_id"]) == {"1"} and table["sample_size"].isna().all()
-    # reported space kept (conversion happens in io.load_dataset); UNKNOWN read as MNI
+    # reported space kept (conversion happens in dataset.load_dataset); UNKNOWN read as MNI
     assert list(table["space"]) == ["MNI", "MNI", "TAL", "MNI", "TAL", "TAL"]
     assert table.loc[1, ["x", "y", "z"]].tolist() == [40.5, -16, 12]
     # the blank line 5 is skipped without shifting the line numbers
@@ -108,7 +108,7 @@ def test_classic_release_reads_foci_weights_and_studies(classic):
 
 def test_classic_release_through_load_dataset_converts_talairach(classic):
     database, features = classic
-    table, weights, studies = io.load_dataset(database, "neurosynth", features=features)
+    table, weights, studies = dataset.load_dataset(database, "neurosynth", features=features)
     tal = table["space"].eq("TAL")
     from cbma.space import tal2mni
     np.testing.assert_allclose(table.loc[tal, ["x", "y", "z"]].to_numpy(),
@@ -155,7 +155,7 @@ def test_abstracts_next_to_the_database(tmp_path, classic):
     pd.testing.assert_frame_equal(table, ref_table)
     assert (weights.matrix != ref_weights.matrix).nnz == 0
     # through load_dataset (what the workflow's ingest writes to studies.tsv)
-    _, _, studies = io.load_dataset(database, "neurosynth", features=features)
+    _, _, studies = dataset.load_dataset(database, "neurosynth", features=features)
     assert studies.loc[studies["id"] == "202-1", "abstract"].item() == "Noxious heat was painful."
     # a folder, gzipped, with an explicit file elsewhere, and a blank title filled
     folder = tmp_path / "release"
@@ -244,7 +244,7 @@ def test_missing_files(tmp_path, classic):
 
 def test_v7_sample_reads_with_spaces_and_terms():
     table, weights, meta = neurosynth.read_neurosynth_v7(V7)
-    assert list(table.columns) == io.COLUMNS
+    assert list(table.columns) == coordinates.COLUMNS
     assert len(table) == 1420 and table["id"].nunique() == 20
     assert weights.matrix.shape == (20, 100) and len(meta) == 20
     raw_meta = pd.read_csv(V7 / "data-neurosynth_version-7_metadata.tsv.gz", sep="\t",
@@ -312,7 +312,7 @@ def test_laird_json_labels_strip_the_feature_group(laird):
     raw = json.loads(laird.read_text())
     assert list(weights.ids) == [f"{s}-{c}" for s, study in raw.items()
                                  for c, contrast in study["contrasts"].items()
-                                 if contrast.get("coords")]  # as cbma.io.read_nimare_json
+                                 if contrast.get("coords")]  # as cbma.coordinates.read_nimare_json
     assert weights.matrix.shape == (17, 3228)
     assert not any("__" in t for t in weights.terms) and "pain" in weights.terms
     labels = raw["17029760"]["contrasts"]["1"]["labels"]
@@ -357,21 +357,21 @@ def test_json_label_errors_and_prefix_collisions(tmp_path):
 def test_term_weights_round_trip_is_byte_identical(tmp_path, classic):
     _, weights, _ = neurosynth.read_neurosynth(*classic)
     first, second = tmp_path / "a.npz", tmp_path / "b.npz"
-    neurosynth.save_term_weights(weights, first)
-    loaded = neurosynth.load_term_weights(first)
+    term_weights.save_term_weights(weights, first)
+    loaded = term_weights.load_term_weights(first)
     assert list(loaded.ids) == list(weights.ids) and list(loaded.terms) == list(weights.terms)
     assert loaded.ids.dtype.kind == "U" and loaded.matrix.dtype == np.float64
     assert (loaded.matrix != weights.matrix).nnz == 0
-    neurosynth.save_term_weights(loaded, second)
+    term_weights.save_term_weights(loaded, second)
     assert first.read_bytes() == second.read_bytes()
 
-    empty = neurosynth.empty_term_weights(["a-1", "b-1"])
-    neurosynth.save_term_weights(empty, first)
-    back = neurosynth.load_term_weights(first)
+    empty = term_weights.empty_term_weights(["a-1", "b-1"])
+    term_weights.save_term_weights(empty, first)
+    back = term_weights.load_term_weights(first)
     assert back.matrix.shape == (2, 0) and list(back.ids) == ["a-1", "b-1"]
 
     io.save_arrays(second, data=np.zeros(1))
-    raises_at(lambda: neurosynth.load_term_weights(second), second, None,
+    raises_at(lambda: term_weights.load_term_weights(second), second, None,
               "not a term-weight archive")
 
 
@@ -379,22 +379,22 @@ def test_term_weights_normalise_and_validate():
     matrix = sp.csr_matrix((np.array([0.5, 0.0, 0.2]), np.array([1, 0, 0]),
                             np.array([0, 2, 3])), shape=(2, 2))
     original = (matrix.data.copy(), matrix.indices.copy())
-    weights = neurosynth.TermWeights(matrix, [1, 2], ["a", "b"])
+    weights = term_weights.TermWeights(matrix, [1, 2], ["a", "b"])
     assert weights.matrix.has_sorted_indices and weights.matrix.nnz == 2
     assert list(weights.ids) == ["1", "2"] and weights.terms.dtype.kind == "U"
     np.testing.assert_array_equal(matrix.data, original[0])      # the input is untouched
     np.testing.assert_array_equal(matrix.indices, original[1])
-    single = neurosynth.TermWeights(matrix.astype(np.float32), [1, 2], ["a", "b"])
+    single = term_weights.TermWeights(matrix.astype(np.float32), [1, 2], ["a", "b"])
     assert single.matrix.dtype == np.float32
     with pytest.raises(CbmaError, match="does not match"):
-        neurosynth.TermWeights(matrix, ["1"], ["a", "b"])
+        term_weights.TermWeights(matrix, ["1"], ["a", "b"])
     with pytest.raises(CbmaError, match="experiment id '1' repeats"):
-        neurosynth.TermWeights(matrix, ["1", "1"], ["a", "b"])
+        term_weights.TermWeights(matrix, ["1", "1"], ["a", "b"])
 
 
 def test_align_term_weights_reorders_rows_and_zero_fills(classic):
     _, weights, _ = neurosynth.read_neurosynth(*classic)
-    aligned = neurosynth.align_term_weights(weights, ["404-1", "new-1", "101-1"])
+    aligned = term_weights.align_term_weights(weights, ["404-1", "new-1", "101-1"])
     assert list(aligned.ids) == ["404-1", "new-1", "101-1"]
     assert list(aligned.terms) == list(weights.terms)
     dense = weights.matrix.toarray()

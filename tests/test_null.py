@@ -5,13 +5,13 @@ import pandas as pd
 import pytest
 from conftest import KNOWLEDGE, MASK
 
-from cbma import correct, io, kernels, null, space
+from cbma import coordinates, correct, dataset, kernels, null, space
 
 
 @pytest.fixture(scope="module")
 def model():
-    table = io.read_dataset(KNOWLEDGE, "sleuth")
-    exps = io.experiments_table(table)
+    table = dataset.read_dataset(KNOWLEDGE, "sleuth")
+    exps = coordinates.experiments_table(table)
     mask = space.load_mask(MASK)
     return null.RandomFociModel(exps["n_foci"], kernels.experiment_fwhms(exps["sample_size"]),
                                 mask)
@@ -73,11 +73,11 @@ def test_planted_convergence_is_significant_and_noise_is_not():
     ijk[::per] = planted + rng.integers(-1, 2, size=(n_exp, 3))  # one focus each, jittered
     row = np.repeat(np.arange(n_exp), per)
     fwhms = kernels.experiment_fwhms(np.full(n_exp, 20))
-    from cbma import estimators
+    from cbma import ale, stats
 
     ma = kernels.ale_ma_maps(ijk, row, fwhms, mask)
-    maps, hist = estimators.ale(ma)
-    thr = estimators.null_threshold(0.001, *hist)
+    maps, hist = ale.ale(ma)
+    thr = stats.null_threshold(0.001, *hist)
     model = null.RandomFociModel(np.full(n_exp, per), fwhms, mask)
     nulls = pd.DataFrame(null.run_iterations(model, 0, "planted", range(200), thr),
                          columns=null.NULL_COLUMNS[1:])

@@ -8,7 +8,8 @@ from conftest import KNOWLEDGE, MASK
 from fixtures.reference import nimare_arrays, nimare_file
 from scipy import ndimage, stats
 
-from cbma import estimators, io, kernels, mkda, null, space
+from cbma import coordinates, dataset, kernels, null, space, spheres
+from cbma.stats import null_threshold
 
 NIMARE_FWE = "mkda/density_knowledge/fwe_n100"  # NiMARE's outputs, in tests/fixtures/nimare
 
@@ -20,13 +21,13 @@ def mask():
 
 @pytest.fixture(scope="module")
 def knowledge():
-    table = io.read_dataset(KNOWLEDGE, "sleuth")
-    return table, io.experiments_table(table)
+    table = dataset.read_dataset(KNOWLEDGE, "sleuth")
+    return table, coordinates.experiments_table(table)
 
 
 @pytest.fixture(scope="module")
 def sphere(mask):
-    return mkda.sphere_offsets(10, mask.voxel_size)
+    return spheres.sphere_offsets(10, mask.voxel_size)
 
 
 def sphere_model(knowledge, sphere, mask, **kw):
@@ -134,7 +135,7 @@ def approximate_null(table, mask, offsets):
     ijk = space.mm_to_vox(table[["x", "y", "z"]].to_numpy(), mask.affine)
     ids = table["id"].to_numpy()
     weights = np.array([1.0])
-    for exp in io.experiments_table(table)["id"]:
+    for exp in coordinates.experiments_table(table)["id"]:
         vox = (ijk[ids == exp][:, None, :] + offsets[None]).reshape(-1, 3)
         vox = vox[np.all((vox >= 0) & (vox < mask.shape), axis=1)]
         ma = np.zeros(mask.shape, dtype=bool)
@@ -158,7 +159,7 @@ def test_mkda_density_null_matches_nimare(knowledge, sphere, mask):
     weights = approximate_null(knowledge[0], mask, sphere)
     np.testing.assert_allclose(weights, meta["histweights_corr-none_method-approximate"],
                                rtol=1e-6, atol=1e-12)
-    threshold = estimators.null_threshold(0.001, np.arange(weights.size), weights)
+    threshold = null_threshold(0.001, np.arange(weights.size), weights)
     assert threshold == 4.0
     np.testing.assert_array_equal(theirs["max_cluster_size"] == 0,
                                   theirs["max_stat"] <= threshold)

@@ -1,4 +1,4 @@
-"""Free-text query model (cbma.query) and the Text2Brain metric (cbma.evaluate)."""
+"""The text model (cbma.text, coarse_grid, text_model) and the Text2Brain metric (cbma.evaluate)."""
 
 import warnings
 
@@ -7,6 +7,7 @@ import pytest
 import yaml
 from conftest import MASK, REPO, mkda_maps
 
+from cbma.coarse_grid import coarse_mask, downsample_maps, foci_targets, resample_masked
 from cbma.errors import CbmaError
 from cbma.evaluate import (
     dice_auc,
@@ -16,17 +17,9 @@ from cbma.evaluate import (
     fit_keyword_baseline,
     pearson_r,
 )
-from cbma.query import (
-    DEFAULT_SMOOTHINGS,
-    QueryModel,
-    coarse_mask,
-    downsample_maps,
-    extract_terms,
-    fit_query_model,
-    foci_targets,
-    resample_masked,
-)
 from cbma.space import BrainMask, load_mask, vox_to_mm
+from cbma.text import extract_terms
+from cbma.text_model import DEFAULT_SMOOTHINGS, QueryModel, fit_query_model
 
 # planted topics: a region (MNI mm) and synonyms that co-occur in the same studies
 TOPICS = {

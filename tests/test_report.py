@@ -1,7 +1,10 @@
 """The HTML report, opened in a real browser (headless Chromium), and its text."""
 
+import json
 import shutil
 
+import nibabel as nib
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -69,3 +72,186 @@ def test_snakemake_report_holds_the_figures(default_run):
         # the conjunction, the decoding, the query, the evaluation and the classification
         ["foci.png", "glass.png", "slices.png"] * 5 + ["glass.png"] * 3 + ["top_terms.png",
          "dice_curves.png", "weights.png", "searchlight.png"])
+
+
+# The report built from the files it is given (cbma.report.report_context), on tiny
+# hand-made runs whose files are not where a run puts them: the library reads what the
+# report rule declares, and builds no results/ path of its own.
+
+def _tsv(path, header, rows=()):
+    path.write_text("\n".join(["\t".join(header), *("\t".join(map(str, r)) for r in rows)])
+                    + "\n")
+    return str(path)
+
+
+def _png(path):
+    """A stand-in figure: the report embeds a file's bytes as they are."""
+    path.write_bytes(f"figure {path.name}".encode())
+    return str(path)
+
+
+def _dataset(folder):
+    """Five experiments of two foci (e0 in Talairach space) and their ingest record."""
+    rows = [(f"e{k}", f"s{k}", "c", 10 * k, 0, z, 10 + 2 * k, "TAL" if k == 0 else "MNI",
+             f"db.txt:{k}") for k in range(5) for z in (0, 10)]
+    path = _tsv(folder / "foci.tsv", ["id", "study_id", "contrast_id", "x", "y", "z",
+                                      "sample_size", "space", "source"], rows)
+    (folder / "foci.json").write_text(json.dumps({
+        "inputs": {"db.txt": {"sha256": "ab12"}, "mask.nii.gz": {"sha256": "cd34"}},
+        "n_foci_outside_mask": 1, "outside_mask_foci": "kept"}))
+    return path
+
+
+def _nifti(path, n_nonzero):
+    data = np.zeros((3, 3, 3))
+    data.flat[:n_nonzero] = 2.5
+    nib.Nifti1Image(data, np.eye(4)).to_filename(path)
+    return str(path)
+
+
+CLUSTER_COLUMNS = ["Cluster ID", "X", "Y", "Z", "Peak Stat", "Cluster Size (mm3)"]
+EMPTY_CONFIG = {"seed": 0, "analyses": {}, "coactivation": {}, "contrasts": {},
+                "conjunctions": {}, "decode": {}, "queries": {}, "evaluate": {},
+                "classify": {}}
+
+
+def _embedded(html, path):
+    return report.png_data_uri(path) in html
+
+
+def test_group_inputs_nests_the_rule_names():
+    files = report.group_inputs([("analyses/a/summary", "x.json"), ("analyses/a/foci", "f.png"),
+                                 ("decode/a/ranked", "r.tsv")])
+    assert files == {"analyses": {"a": {"summary": "x.json", "foci": "f.png"}},
+                     "decode": {"a": {"ranked": "r.tsv"}}}
+    with pytest.raises(ValueError, match="<section>/<name>/<role>"):
+        report.group_inputs({"summary": "x.json"})
+    with pytest.raises(KeyError, match="no input files for decode 'd'"):
+        report.report_sections({}, {**EMPTY_CONFIG, "decode": {"d": {}}})
+
+
+def test_chi2_run_report_shows_the_files_it_is_given(tmp_path, monkeypatch):
+    data = tmp_path / "anywhere"
+    data.mkdir()
+    coordinates = _dataset(data)
+    chi2 = {"dataset": "db", "estimator": "mkda_chi2", "kernel": {"r": 6}, "versus": "rest",
+            "correction": {"q": 0.01}}
+    config = {**EMPTY_CONFIG,
+              "analyses": {"pain": {**chi2, "select": {"expression": "pain",
+                                                       "frequency_threshold": 0.001}}},
+              "coactivation": {"seed": {**chi2, "select": {"seed": {"xyz": [0, 0, 0], "r": 6}}}},
+              "contrasts": {"pain_vs_seed": {"analyses": ["pain", "seed"],
+                                             "method": "mkda_chi2", "alpha": 0.05}},
+              "decode": {"d": {"dataset": "db", "images": ["img.nii.gz"], "n_top": 2,
+                               "frequency_threshold": 0.001, "kernel": {"r": 6}}},
+              "queries": {"q": {"dataset": "db", "text": "pain relief"}}}
+    one_cluster = [("PositiveTail 1", 10, 0, 0, 4.2, 800)]
+    named = {}
+    for name, ids, versus in [("pain", "e0 e1", "e2 e3 e4"), ("seed", "e0", "e1 e2 e3 e4")]:
+        named |= {f"analyses/{name}/coordinates": coordinates,
+                  f"analyses/{name}/selection": _tsv(data / f"{name}_in.tsv", ["id"],
+                                                     [(i,) for i in ids.split()]),
+                  f"analyses/{name}/versus": _tsv(data / f"{name}_out.tsv", ["id"],
+                                                  [(i,) for i in versus.split()]),
+                  f"analyses/{name}/clusters": _tsv(data / f"{name}_clust.tsv", CLUSTER_COLUMNS,
+                                                    one_cluster if name == "pain" else ()),
+                  f"analyses/{name}/foci": _png(data / f"{name}_foci.png"),
+                  f"analyses/{name}/glass": _png(data / f"{name}_glass.png")}
+    named |= {"contrasts/pain_vs_seed/group1": named["analyses/pain/selection"],
+              "contrasts/pain_vs_seed/group2": named["analyses/seed/selection"],
+              "contrasts/pain_vs_seed/clusters": _tsv(data / "c.tsv", CLUSTER_COLUMNS),
+              "contrasts/pain_vs_seed/glass": _png(data / "c.png"),
+              "decode/d/ranked": _tsv(data / "ranked.tsv", ["image", "rank", "term", "r"], [
+                  ("img", 1, "pain", 0.5), ("img", 2, "noxious", 0.4), ("img", 3, "face", 0.1)]),
+              "decode/d/top_terms": _png(data / "top.png"),
+              "queries/q/terms": _tsv(data / "terms.tsv", ["term", "weight", "in_text"], [
+                  ("pain", 1.0, 1), ("noxious", 0.3, 0), ("null", 0.1, 0)]),
+              "queries/q/glass": _png(data / "q.png")}
+    monkeypatch.chdir(tmp_path)  # an empty working folder: no results/ to fall back on
+    context = report.report_context(report.group_inputs(named), config)
+    sections = {f"{s['kind']}: {s['name']}": s for s in context["sections"]}
+    assert list(sections) == ["Analysis: pain", "Coactivation: seed", "Contrast: pain_vs_seed",
+                              "Decoding: d", "Query: q"]
+    facts = dict(sections["Analysis: pain"]["facts"])
+    assert facts["experiments"] == "2 of 5, by term expression 'pain' (weight >= 0.001)"
+    assert facts["compared with"] == "3 experiments (the rest of the dataset)"
+    assert dict(sections["Coactivation: seed"]["facts"])["experiments"] == (
+        "1 of 5, by a focus within 6 mm of [0, 0, 0]")
+    assert dict(sections["Contrast: pain_vs_seed"]["facts"])["groups"] == (
+        "pain (2 experiments) against seed (1)")
+    assert [t["note"] for s in list(sections.values())[:3] for t in s["tables"]] == [
+        None, "No cluster.", "No cluster."]
+    assert dict(sections["Decoding: d"]["facts"])["terms"] == "3"
+    query = dict(sections["Query: q"]["facts"])
+    assert query["read as"] == "pain" and query["related terms it draws on"] == "noxious, null"
+    render = tmp_path / "report.html"
+    report.render(context, render)
+    html = render.read_text()
+    figures = [v for k, v in named.items() if v.endswith(".png")]
+    assert all(_embedded(html, f) for f in figures)
+    # in the order the sections show them: the foci first
+    assert html.index(report.png_data_uri(figures[0])) < html.index(
+        report.png_data_uri(figures[1]))
+    assert "ab12" in html and "cd34" in html and "pain relief" in html
+    assert not (tmp_path / "results").exists()
+
+
+def _summary(n_iters):
+    return {"n_iters": n_iters, "alpha": 0.05, "cluster_forming_threshold": 0.0115,
+            "thresholds": {"max_stat": 0.02, "cluster_size": 12.0, "cluster_mass": 0.3},
+            "threshold_errors": {"max_stat": {"se": 1e-4, "relative_se": 0.005},
+                                 "cluster_size": {"se": 1.0, "relative_se": 0.08}},
+            "clusters": {"n": 2, "sizes": [20, 3], "masses": [0.5, 0.01],
+                         "p_size": [0.01, 0.9], "p_mass": [0.02, 0.8],
+                         "n_significant_size": 1, "n_significant_mass": 1}}
+
+
+def test_ale_run_report_reads_the_sidecars_beside_its_inputs(tmp_path, monkeypatch):
+    coordinates = _dataset(tmp_path)
+    (tmp_path / "ma.npz").write_bytes(b"")  # only its sidecar is read: the FWHMs
+    (tmp_path / "ma.json").write_text(json.dumps(
+        {"fwhm_mm": {"e0": 9.0, "e1": 9.5, "e2": 10.0, "e3": 10.5, "e4": 10.0}}))
+    target = "z_desc-size_level-cluster_corr-FWE_method-montecarlo"
+    ale = {"dataset": "db", "estimator": "ale", "kernel": {}, "diagnostics": {"target": target},
+           "correction": {"method": "montecarlo", "voxel_thresh": 0.001, "n_iters": 100,
+                          "alpha": 0.05}}
+    config = {**EMPTY_CONFIG, "seed": 3,
+              "analyses": {"a": {**ale, "select": {"ids": ["e0", "e1", "e2", "e3"]}},
+                           "b": {**ale, "correction": {**ale["correction"], "alpha": 0.01}}},
+              "contrasts": {"a_minus_b": {"analyses": ["a", "b"], "method": "subtraction",
+                                          "mode": "nimare", "n_iters": 50, "alpha": 0.05}},
+              "conjunctions": {"a_and_b": {"analyses": ["a", "b"], "map": target}}}
+    files = {}
+    for name, ids in [("a", ["e0", "e1", "e2", "e3"]), ("b", [f"e{k}" for k in range(5)])]:
+        (tmp_path / f"{name}.json").write_text(json.dumps(_summary(80)))
+        files[name] = {"coordinates": coordinates, "ma": str(tmp_path / "ma.npz"),
+                       "selection": _tsv(tmp_path / f"{name}.tsv", ["id"], [(i,) for i in ids]),
+                       "summary": str(tmp_path / f"{name}.json"),
+                       **{role: _png(tmp_path / f"{name}_{role}.png")
+                          for role in report.ANALYSIS_FIGURES},
+                       **{role: _tsv(tmp_path / f"{name}_{role}.tsv", ["id"])
+                          for role in report.DIAGNOSTICS}}
+    compared = {"glass": _png(tmp_path / "c.png"),
+                "clusters": _tsv(tmp_path / "c.tsv", CLUSTER_COLUMNS,
+                                 [("PositiveTail 1", 0, 0, 0, 3.1, 32)])}
+    files = {"analyses": files,
+             "contrasts": {"a_minus_b": {**compared, "map": _nifti(tmp_path / "c.nii.gz", 4)}},
+             "conjunctions": {"a_and_b": {**compared, "map": _nifti(tmp_path / "j.nii.gz", 7)}}}
+    monkeypatch.chdir(tmp_path)
+    a, b, contrast, conjunction = report.report_sections(files, config)
+    facts = dict(a["facts"])
+    assert a["facts"][1] == ("experiments", "4 of 5, by 4 listed ids")
+    assert facts["foci"] == "8" and facts["subjects"] == str(10 + 12 + 14 + 16)
+    assert facts["foci outside the mask"] == "1"  # from the ingest record
+    assert facts["kernel"] == "FWHM 9.00 to 10.50 mm"  # from the MA maps' record
+    assert facts["Monte Carlo iterations"].startswith("80")
+    assert "(seed 3" in a["methods"] and "1 foci reported in Talairach" not in a["methods"]
+    assert "2 foci reported in Talairach" in a["methods"]
+    assert dict(b["facts"])["experiments"] == "5"  # all of the dataset: no selection fact
+    assert [f["path"] for f in a["figures"]] == [files["analyses"]["a"][r]
+                                                 for r in ("foci", "glass", "slices")]
+    assert a["tables"][0]["html"].startswith(f"<p>No cluster of {target}")
+    assert dict(contrast["facts"])["voxels with p < 0.05"] == "4"
+    assert dict(conjunction["facts"])["voxels in the conjunction"] == "7"
+    # each analysis at its own level
+    assert "(FWE p < 0.01 / 0.05)" in dict(conjunction["facts"])["inclusion"]

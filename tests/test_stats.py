@@ -5,7 +5,7 @@ import pytest
 from conftest import MASK
 from scipy import stats as sps
 
-from cbma import estimators, kernels, space, stats
+from cbma import ale, kernels, space, stats
 
 
 def test_z_is_accurate_and_strictly_monotone_in_p():
@@ -44,7 +44,7 @@ def large_ale():
         row += [e] * 10
     fwhms = kernels.experiment_fwhms(rng.integers(10, 40, 150))
     ma = kernels.ale_ma_maps(np.vstack(ijk), np.array(row), fwhms, mask)
-    maps, _ = estimators.ale(ma)
+    maps, _ = ale.ale(ma)
     return maps
 
 

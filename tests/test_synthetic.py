@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import MASK
 
-from cbma import neurosynth, query, space, synthetic, terms
+from cbma import neurosynth, space, synthetic, terms, text
 from cbma.errors import CbmaError
 
 SIZE = {"n_studies": 600, "n_foci": 12_000, "n_terms": 200}
@@ -97,8 +97,8 @@ def test_vocabulary_is_zipf_like_and_each_study_has_background_terms(made):
 def test_abstracts_hold_exactly_the_weighted_terms(made):
     """features.txt is the tf-idf of the abstracts' terms, as the text model reads them."""
     out, truth, _, weights, meta = made
-    counts = query._count_matrix(meta["abstract"].tolist(),
-                                 query._matcher(tuple(weights.terms.tolist())))
+    counts = text.count_matrix(meta["abstract"].tolist(),
+                               text.term_matcher(tuple(weights.terms.tolist())))
     assert ((counts > 0) != (weights.matrix > 0)).nnz == 0
     n = counts.shape[0]
     idf = np.log((1 + n) / (1 + np.asarray((counts > 0).sum(axis=0)).ravel())) + 1

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import MASK, comparable, smk, write_config
 
-from cbma import correct, evaluate, io, neurosynth, space, synthetic, terms
+from cbma import clusters, evaluate, io, neurosynth, space, synthetic, terms
 
 PAIN, EMOTION = [40, -16, 12], [-24, -4, -20]
 
@@ -108,8 +108,8 @@ def test_planted_term_peaks_at_its_region(term_run):
     assert _distance(_peak_mm(out / "z_desc-association.nii.gz", mask), PAIN) <= 10
     fdr = out / "z_desc-association_level-voxel_corr-FDR_method-indep_thresholded.nii.gz"
     assert _distance(_peak_mm(fdr, mask), PAIN) <= 10
-    clusters = pd.read_csv(str(fdr).replace(".nii.gz", "_tab-clust.tsv"), sep="\t")
-    first = clusters.iloc[0]
+    table = pd.read_csv(str(fdr).replace(".nii.gz", "_tab-clust.tsv"), sep="\t")
+    first = table.iloc[0]
     assert _distance([first["X"], first["Y"], first["Z"]], PAIN) <= 10
 
 
@@ -140,7 +140,7 @@ def test_mkda_density_fwe_finds_the_planted_region(term_run):
     assert summary["clusters"]["n_significant_size"] >= 1
     cmap = out / "z_desc-size_level-cluster_corr-FWE_method-montecarlo_thresholded.nii.gz"
     significant = mask.apply(np.asanyarray(nib.load(cmap).dataobj)) != 0
-    labels, sizes, _ = correct.label_clusters(significant.astype(float), mask, 0.5)
+    labels, sizes, _ = clusters.label_clusters(significant.astype(float), mask, 0.5)
     largest = labels == np.argmax(sizes) + 1
     # MKDA density is a count: its peak is a plateau; take the density-weighted centre
     stat = mask.apply(np.asanyarray(nib.load(out / "stat.nii.gz").dataobj)) * largest

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from .coarse_grid import coarse_mask, resample_masked
 from .errors import CbmaError
-from .mkda import sphere_offsets
+from .spheres import sphere_offsets
 
 __all__ = ["ClassificationResult", "cross_validated_classification", "searchlight",
            "searchlight_sphere_matrix"]
@@ -207,7 +208,7 @@ def searchlight_sphere_matrix(mask, radius_mm, centres=None, transpose=False):
     mask : cbma.space.BrainMask
     radius_mm : float
         A voxel belongs to the sphere of a centre when their distance is at
-        most ``radius_mm`` (:func:`cbma.mkda.sphere_offsets`; 123 voxels for
+        most ``radius_mm`` (:func:`cbma.spheres.sphere_offsets`; 123 voxels for
         6 mm on a 2 mm grid, fewer at the edge of the mask).
     centres : ndarray of int, optional
         Masked indices of the centres (default: every mask voxel).
@@ -324,7 +325,7 @@ def searchlight(ma, labels, mask, radius_mm=6.0, n_splits=5, seed=0, *, step=1,
         Seed of the fold shuffling.
     step : int, optional
         Use every ``step``-th voxel along each axis as a centre and
-        interpolate the map back to the mask (:func:`cbma.query.resample_masked`);
+        interpolate the map back to the mask (:func:`cbma.coarse_grid.resample_masked`);
         2 is about 8 times faster.
     var_floor : float, optional
         Added to each voxel's variance; it keeps voxels active in few studies
@@ -363,8 +364,6 @@ def searchlight(ma, labels, mask, radius_mm=6.0, n_splits=5, seed=0, *, step=1,
     if step == 1:
         grid, centres = mask, np.arange(mask.n_voxels)
     else:
-        from .query import coarse_mask
-
         grid = coarse_mask(mask, step * float(mask.voxel_size[0]))
         fine_ijk = np.column_stack(np.unravel_index(grid.flat_indices, grid.shape)) * step
         lookup = np.full(mask.data.size, -1, dtype=np.int64)
@@ -396,8 +395,6 @@ def searchlight(ma, labels, mask, radius_mm=6.0, n_splits=5, seed=0, *, step=1,
     values = np.mean(fold_scores, axis=0)
     if step == 1:
         return values
-    from .query import resample_masked
-
     return resample_masked(values, grid, mask).astype(float)
 
 

@@ -1,4 +1,8 @@
-"""Cluster tables of a statistical map: clusters, peaks and subpeaks, sizes, p and atlas labels.
+"""Clusters of a statistical map: labelling, and tables of peaks, sizes, p and atlas labels.
+
+:func:`label_clusters` labels the face-connected voxels above a threshold
+(:data:`FACE_CONNECTIVITY`), as the Monte Carlo FWE correction
+(:mod:`cbma.correct`) and its null (:mod:`cbma.null`) count clusters.
 
 A cluster is a set of face-connected (6-connectivity) voxels of the target
 map beyond a threshold, in one tail: ``target > threshold`` (positive tail)
@@ -22,7 +26,6 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from .correct import label_clusters
 from .errors import CbmaError
 from .io import load_nifti, read_tsv
 from .space import mm_to_vox, vox_to_mm
@@ -32,6 +35,8 @@ TABLE_COLUMNS = ["Cluster ID", "X", "Y", "Z", "Peak Stat", "Cluster Size (mm3)",
 TAILS = {"positive": ("PositiveTail", 1.0), "negative": ("NegativeTail", -1.0)}
 NO_LABEL = "no label"
 DEFAULT_THRESHOLD = 1.645  # one-sided z of p = 0.05
+#: Voxels sharing a face are neighbours (6-connectivity), in every cluster of the package.
+FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
 
 # Bundled atlas (resources/templates/): FSL's Harvard-Oxford cortical atlas
 HARVARD_OXFORD_IMAGE = "HarvardOxford-cort-maxprob-thr25-2mm.nii.gz"
@@ -125,6 +130,34 @@ def atlas_labels(xyz, atlas):
 # --------------------------------------------------------------------------
 # clusters and peaks
 # --------------------------------------------------------------------------
+
+def label_clusters(stat, mask, threshold):
+    """Clusters of voxels with ``stat > threshold`` (6-connectivity).
+
+    Parameters
+    ----------
+    stat : ndarray of shape (n_voxels,)
+        Masked statistic.
+    mask : cbma.space.BrainMask
+    threshold : float
+
+    Returns
+    -------
+    labels : ndarray of int, shape (n_voxels,)
+        Cluster label of each voxel (0: none), 1..n.
+    sizes : ndarray of int, shape (n,)
+        Voxels per cluster.
+    masses : ndarray, shape (n,)
+        Sum of ``stat - threshold`` over each cluster.
+    """
+    vol = mask.unmask(stat, dtype=float)
+    labels, n = ndimage.label(vol > threshold, structure=FACE_CONNECTIVITY)
+    labels = mask.apply(labels)
+    sizes = np.bincount(labels, minlength=n + 1)[1:]
+    excess = np.where(labels > 0, stat - threshold, 0.0)
+    masses = np.bincount(labels, weights=excess, minlength=n + 1)[1:]
+    return labels, sizes, masses
+
 
 def _tails_of(target, tails):
     if tails is None:

@@ -1,4 +1,10 @@
-"""Checks of the run configuration, with one-line messages naming the key."""
+"""The run configuration: checked, completed from the schema's defaults, in one call.
+
+:func:`load_config` is the one entry point (``workflow/rules/common.smk`` calls
+it); ``workflow/schemas/config.schema.yaml`` is the one source of the
+defaults and of the keys' documentation. Every refusal is a one-line
+:class:`~cbma.errors.CbmaError` naming the key.
+"""
 
 import copy
 from pathlib import Path
@@ -71,62 +77,175 @@ def _check_duplicate_keys(path, node, where, visited):
             _check_duplicate_keys(path, value, name, visited)
 
 
+MKDA_FAMILY = ("mkda", "kda", "mkda_chi2")
+ESTIMATORS_WITH_FWE = ("ale", "mkda", "kda")
+
+
+def load_config(config, schema_path, config_files=()):
+    """Check a run's config and return it complete, every default filled.
+
+    In order: each config file is re-read refusing a key given twice
+    (:func:`load_yaml_strict`); the config is validated against the schema;
+    the names it refers to are checked (a dataset or analysis of that name
+    exists, no two sections share a name); the schema's defaults are filled
+    (:func:`fill_defaults`); the selections and kernels are put in their
+    canonical form; and the combinations the schema cannot express are
+    checked (an estimator's kernel options and correction method, what a
+    contrast, conjunction or classification can compare).
+
+    Parameters
+    ----------
+    config : dict
+        The config as Snakemake loaded it (its files merged with
+        ``--config``); not changed.
+    schema_path : str or Path
+        ``workflow/schemas/config.schema.yaml``.
+    config_files : iterable of str or Path, default=()
+        The files the config was read from. One that cannot be read as YAML
+        is left to Snakemake's own checks (it read it, as JSON, say).
+
+    Returns
+    -------
+    dict
+        A new, complete config. Each entry of ``coactivation`` is an analysis
+        too, its ``seed`` moved to ``select: {seed: ...}``; every ``xyz`` of a
+        seed is a list of ``[x, y, z]`` floats.
+
+    Raises
+    ------
+    CbmaError
+        With a one-line message naming the offending key (a file's key given
+        twice: an :class:`~cbma.errors.InputFileError` naming the file and line).
+    """
+    for path in config_files:
+        try:
+            load_yaml_strict(Path(path).absolute())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            pass
+    with open(schema_path, encoding="utf-8") as fh:
+        schema = yaml.safe_load(fh)
+    config = copy.deepcopy(config)
+    _validate(config, schema)
+    _check_names(config)
+    fill_defaults(config, schema)
+    _canonical_form(config)
+    _check_combinations(config)
+    return config
+
+
 def _key_path(error):
     parts = [str(p) for p in error.absolute_path]
     return ".".join(parts) if parts else "(top level)"
 
 
-def check_config(config, schema_path):
-    """Validate a config dict against the workflow's JSON schema, then cross-references.
+def _validate(config, schema):
+    """The schema's first complaint about ``config``, as one line naming the key."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return
+    err = jsonschema.exceptions.best_match(errors)
+    where = _key_path(err)
+    if err.validator == "additionalProperties":
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        allowed = ", ".join(sorted(err.schema.get("properties", {})))
+        raise CbmaError(f"config: unknown key {where + '.' if where != '(top level)' else ''}"
+                        f"{extra[0]} (allowed here: {allowed})")
+    if err.validator == "not":
+        keys = " and ".join(err.validator_value.get("required", []))
+        raise CbmaError(f"config: {where}: give only one of {keys}")
+    if err.validator == "oneOf" and all(list(b) == ["required"] for b in err.validator_value):
+        # one of some keys (a selection's ids, expression or seed; a seed's xyz or mask)
+        keys = [b["required"][0] for b in err.validator_value]
+        if not isinstance(err.instance, dict):  # not a mapping: the choice above it failed
+            err = err.parent or err
+            raise CbmaError(f"config: {where}: {err.message}")
+        given = [key for key in keys if key in err.instance]
+        if given:
+            raise CbmaError(f"config: {where}: give only one of {' and '.join(given)}")
+        raise CbmaError(f"config: {where}: give one of {', '.join(keys[:-1])} or {keys[-1]}")
+    raise CbmaError(f"config: {where}: {err.message}")
+
+
+def fill_defaults(instance, schema):
+    """Fill the schema's defaults into ``instance``, in place.
+
+    jsonschema's extend pattern: a validator whose ``properties`` keyword
+    first sets each missing property that has a ``default`` (a copy of it,
+    so no two entries share one dict), then descends. Defaults are filled
+    wherever validation goes: through ``$ref``, ``allOf``,
+    ``additionalProperties`` and ``items``; under the ``then`` (or ``else``)
+    of an ``if``, and in the branch of a ``oneOf`` or ``anyOf`` the value
+    matches. An ``if``, a ``not`` and the choice of a branch are tested
+    without filling anything. A default is added after the keys already
+    there, in the order the schema meets it (the order of a filled mapping's
+    keys is part of the rules' params). The validator runs until a pass adds nothing,
+    so a default that depends on another key's default is filled whatever
+    the order of the keywords; for that, its ``if`` must require the key it
+    tests (without it, the ``if`` holds before the key is filled).
 
     Parameters
     ----------
-    config : dict
-        The loaded config (before defaults are filled).
-    schema_path : str or Path
-        ``workflow/schemas/config.schema.yaml``.
+    instance : dict
+        A config that is valid against ``schema``.
+    schema : dict
+        The JSON schema (draft 2020-12), with its ``default`` values.
+
+    Returns
+    -------
+    dict
+        ``instance``.
 
     Raises
     ------
     CbmaError
-        With a one-line message naming the offending key.
+        If a filled default makes the config invalid (a defect of the schema).
     """
-    with open(schema_path) as fh:
-        schema = yaml.safe_load(fh)
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        err = jsonschema.exceptions.best_match(errors)
-        where = _key_path(err)
-        if err.validator == "additionalProperties":
-            extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-            allowed = ", ".join(sorted(err.schema.get("properties", {})))
-            raise CbmaError(f"config: unknown key {where + '.' if where != '(top level)' else ''}"
-                            f"{extra[0]} (allowed here: {allowed})")
-        if err.validator == "not":
-            keys = " and ".join(err.validator_value.get("required", []))
-            raise CbmaError(f"config: {where}: give only one of {keys}")
-        raise CbmaError(f"config: {where}: {err.message}")
-    _check_names(config)
-    datasets = config.get("datasets", {})
-    for section in ("analyses", "coactivation"):
-        for name, analysis in (config.get(section) or {}).items():
-            if analysis["dataset"] not in datasets:
-                raise CbmaError(f"config: {section}.{name}.dataset: no dataset named "
-                                f"{analysis['dataset']!r} (datasets: {', '.join(datasets)})")
-    analyses = {**config.get("analyses", {}), **(config.get("coactivation") or {})}
-    for section in ("contrasts", "conjunctions"):
-        for name, block in (config.get(section) or {}).items():
-            for ref in block["analyses"]:
-                if ref not in analyses:
-                    raise CbmaError(f"config: {section}.{name}.analyses: no analysis named "
-                                    f"{ref!r} (analyses: {', '.join(analyses)})")
-            if len(set(block["analyses"])) != len(block["analyses"]):
-                raise CbmaError(f"config: {section}.{name}.analyses: an analysis is repeated")
+    plain = jsonschema.Draft202012Validator(schema)
+    stock = jsonschema.Draft202012Validator.VALIDATORS
+
+    def holds(subschema, value):
+        return plain.evolve(schema=subschema).is_valid(value)
+
+    def properties(validator, props, value, schema):
+        if validator.is_type(value, "object"):
+            for key, subschema in props.items():
+                if key not in value and isinstance(subschema, dict) and "default" in subschema:
+                    value[key] = copy.deepcopy(subschema["default"])
+        yield from stock["properties"](validator, props, value, schema)
+
+    def if_(validator, condition, value, schema):
+        branch = "then" if holds(condition, value) else "else"
+        if branch in schema:
+            yield from validator.descend(value, schema[branch], schema_path=branch)
+
+    def first_match(validator, branches, value, schema):
+        for index, subschema in enumerate(branches):
+            if holds(subschema, value):
+                yield from validator.descend(value, subschema, schema_path=index)
+                return
+        yield jsonschema.ValidationError(f"{value!r} is valid under none of the given schemas")
+
+    def not_(validator, subschema, value, schema):
+        if holds(subschema, value):
+            yield jsonschema.ValidationError(f"{value!r} should not be valid under {subschema!r}")
+
+    filler = jsonschema.validators.extend(jsonschema.Draft202012Validator, {
+        "properties": properties, "if": if_, "oneOf": first_match, "anyOf": first_match,
+        "not": not_})(schema)
+    for _ in range(10):
+        before = copy.deepcopy(instance)
+        for err in filler.iter_errors(instance):
+            raise CbmaError(f"config: {_key_path(err)}: {err.message} (with the schema's "
+                            "defaults filled: a defect of the schema)")
+        if instance == before:
+            return instance
+    raise CbmaError("config: the schema's defaults do not settle after 10 passes (a defect "
+                    "of the schema)")
 
 
 def _check_names(config):
-    """Analyses, coactivations and contrasts need names of their own."""
+    """Names of their own for analyses, coactivations and contrasts; references that exist."""
     analyses = config.get("analyses") or {}
     coactivation = config.get("coactivation") or {}
     for name in coactivation:
@@ -139,18 +258,59 @@ def _check_names(config):
                 raise CbmaError(f"config: contrasts.{name}: {section}.{name} has this name "
                                 "already; a contrast needs a name no analysis has (the name "
                                 "seeds its permutations)")
+    datasets = config.get("datasets") or {}
+    for section in ("analyses", "coactivation", "decode", "queries", "evaluate"):
+        _check_references(config, section, "dataset", datasets, "dataset")
+    every_analysis = {**analyses, **coactivation}
+    for section in ("contrasts", "conjunctions", "classify"):
+        _check_references(config, section, "analyses", every_analysis, "analysis")
+    for section in ("contrasts", "conjunctions"):
+        for name, block in (config.get(section) or {}).items():
+            if len(set(block["analyses"])) != len(block["analyses"]):
+                raise CbmaError(f"config: {section}.{name}.analyses: an analysis is repeated")
 
 
-MKDA_FAMILY = ("mkda", "kda", "mkda_chi2")
-ESTIMATORS_WITH_FWE = ("ale", "mkda", "kda")
+def _check_references(config, section, key, known, noun):
+    """Each ``<section>.<name>.<key>`` (one name or a list) is a name in ``known``.
+
+    ``noun`` is ``"dataset"`` or ``"analysis"``: ``config: analyses.a.dataset:
+    no dataset named 'x' (datasets: k, r)``.
+    """
+    plural = {"dataset": "datasets", "analysis": "analyses"}[noun]
+    for name, block in (config.get(section) or {}).items():
+        refs = block[key] if isinstance(block[key], list) else [block[key]]
+        for ref in refs:
+            if ref not in known:
+                raise CbmaError(f"config: {section}.{name}.{key}: no {noun} named {ref!r} "
+                                f"({plural}: {', '.join(known)})")
 
 
-def _check_analysis(where, analysis, datasets):
+def _canonical_form(config):
+    """Selections and kernels in the one form the rules read; no default is filled here.
+
+    An analysis' ``seed`` becomes ``select: {seed: ...}``; a seed's ``xyz``
+    becomes a list of ``[x, y, z]`` floats; a kernel's keys come in the
+    schema's order (``r`` before ``value``), so the rules' kernel param does
+    not depend on the order they were written in.
+    """
+    order = ("fwhm", "sample_size", "r", "value")
+    for section in ("analyses", "coactivation"):
+        for analysis in config[section].values():
+            kernel = analysis["kernel"]
+            analysis["kernel"] = {key: kernel[key] for key in sorted(kernel, key=order.index)}
+            if "seed" in analysis and "select" not in analysis:
+                analysis["select"] = {"seed": analysis.pop("seed")}
+            for block in (analysis.get("select"), analysis["versus"]):
+                if isinstance(block, dict) and "xyz" in block.get("seed", {}):
+                    xyz = block["seed"]["xyz"]
+                    points = xyz if isinstance(xyz[0], list) else [xyz]
+                    block["seed"]["xyz"] = [[float(c) for c in point] for point in points]
+
+
+def _check_analysis(where, analysis):
+    """An analysis' kernel, correction and mkda_chi2-only keys suit its estimator."""
     estimator = analysis["estimator"]
-    kernel = analysis.get("kernel") or {}
-    if analysis["dataset"] not in datasets:
-        raise CbmaError(f"config: {where}.dataset: no dataset named {analysis['dataset']!r} "
-                        f"(datasets: {', '.join(datasets)})")
+    kernel = analysis["kernel"]
     if estimator == "ale":
         bad = sorted(set(kernel) - {"fwhm", "sample_size"})
         if bad:
@@ -169,74 +329,20 @@ def _check_analysis(where, analysis, datasets):
         raise CbmaError(f"config: {where}.correction.method: {estimator} is corrected with "
                         "montecarlo (FWE); fdr is for mkda_chi2")
     if estimator != "mkda_chi2":
-        for key in ("versus", "naming"):
-            if key in analysis and analysis[key] != {"versus": "rest", "naming": "nimare"}[key]:
+        for key, default in (("versus", "rest"), ("naming", "nimare")):
+            if analysis[key] != default:
                 raise CbmaError(f"config: {where}.{key}: only for estimator mkda_chi2")
-    if "select" in analysis and "seed" in analysis:
+    if "seed" in analysis:
         raise CbmaError(f"config: {where}: give select or seed, not both")
 
 
-def normalise_config(config):
-    """Fill the defaults that depend on other keys, and check what the schema cannot.
-
-    Run after :func:`check_config` and the schema's own defaults. Fills each
-    analysis' ``estimator`` (``ale``; ``mkda_chi2`` in the coactivation
-    section), its correction method (``fdr`` for ``mkda_chi2``, else
-    ``montecarlo``) and, for the MKDA family, the sphere (``r`` 10 mm,
-    ``value`` 1); turns ``seed`` into ``select: {seed: ...}`` (seed ``r``
-    6 mm: a focus within r mm of a seed coordinate, or a sphere of r mm
-    reaching a seed mask voxel, activates it; ``proportion`` 0) and gives ``select.expression`` its
-    ``frequency_threshold`` (0.001) and ``semantics`` (``neurosynth``).
-
-    Parameters
-    ----------
-    config : dict
-        The validated config; changed in place and returned.
-
-    Returns
-    -------
-    dict
-        ``config``, where ``config["coactivation"]`` entries are complete
-        analyses too.
-
-    Raises
-    ------
-    CbmaError
-        For combinations the schema allows but the pipeline cannot run.
-    """
-    datasets = config["datasets"]
-    for section, default in (("analyses", "ale"), ("coactivation", "mkda_chi2")):
-        for name, analysis in (config.get(section) or {}).items():
-            where = f"{section}.{name}"
-            analysis.setdefault("estimator", default)
-            # a copy: the schema's default correction is one dict shared by every
-            # analysis that gives none, whatever its estimator
-            analysis["correction"] = copy.deepcopy(analysis.get("correction") or {})
-            analysis["correction"].setdefault(
-                "method", "fdr" if analysis["estimator"] == "mkda_chi2" else "montecarlo")
-            _check_analysis(where, analysis, datasets)
-            if analysis["estimator"] in MKDA_FAMILY:
-                analysis["kernel"] = {"r": 10.0, "value": 1.0, **(analysis.get("kernel") or {})}
-            if "seed" in analysis:
-                analysis["select"] = {"seed": analysis.pop("seed")}
-            for block in (analysis.get("select"), analysis.get("versus")):
-                if not isinstance(block, dict):
-                    continue
-                if "expression" in block:
-                    block.setdefault("frequency_threshold", 0.001)
-                    block.setdefault("semantics", "neurosynth")
-                if "seed" in block:
-                    seed = block["seed"]
-                    seed.setdefault("r", 6.0)
-                    if "xyz" in seed:
-                        xyz = seed["xyz"]
-                        seed["xyz"] = [list(map(float, xyz))] if not isinstance(
-                            xyz[0], list) else [list(map(float, p)) for p in xyz]
-                    else:
-                        seed.setdefault("proportion", 0.0)
-    _check_names(config)
-    analyses = {**config["analyses"], **(config.get("coactivation") or {})}
-    for name, block in (config.get("contrasts") or {}).items():
+def _check_combinations(config):
+    """What the schema cannot say: which analyses a contrast, conjunction or classify takes."""
+    for section in ("analyses", "coactivation"):
+        for name, analysis in config[section].items():
+            _check_analysis(f"{section}.{name}", analysis)
+    analyses = {**config["analyses"], **config["coactivation"]}
+    for name, block in config["contrasts"].items():
         kinds = [analyses[a]["estimator"] for a in block["analyses"]]
         if block["method"] == "subtraction" and kinds != ["ale", "ale"]:
             raise CbmaError(f"config: contrasts.{name}: subtraction compares two ale analyses, "
@@ -249,33 +355,16 @@ def normalise_config(config):
             if len(radii) > 1:
                 raise CbmaError(f"config: contrasts.{name}: both analyses need the same "
                                 "kernel radius r")
-    for name, block in (config.get("conjunctions") or {}).items():
+    for name, block in config["conjunctions"].items():
         for a in block["analyses"]:
             if analyses[a]["estimator"] not in ESTIMATORS_WITH_FWE:
                 raise CbmaError(f"config: conjunctions.{name}.analyses: {a} has no "
                                 "FWE-corrected maps (estimator mkda_chi2)")
-    for name, block in (config.get("decode") or {}).items():
-        if block["dataset"] not in datasets:
-            raise CbmaError(f"config: decode.{name}.dataset: no dataset named "
-                            f"{block['dataset']!r} (datasets: {', '.join(datasets)})")
-        block["kernel"] = {"r": 6.0, **(block.get("kernel") or {})}
-    model = config.setdefault("text_model", {})
-    model["kernel"] = {"r": 6.0, **(model.get("kernel") or {})}
-    for section in ("queries", "evaluate"):
-        for name, block in (config.get(section) or {}).items():
-            if block["dataset"] not in datasets:
-                raise CbmaError(f"config: {section}.{name}.dataset: no dataset named "
-                                f"{block['dataset']!r} (datasets: {', '.join(datasets)})")
-            if section == "queries" and not block["text"].strip():
-                raise CbmaError(f"config: queries.{name}.text: the query is empty")
-    for name, block in (config.get("classify") or {}).items():
-        for a in block["analyses"]:
-            if a not in analyses:
-                raise CbmaError(f"config: classify.{name}.analyses: no analysis named {a!r} "
-                                f"(analyses: {', '.join(analyses)})")
+    for name, block in config["queries"].items():
+        if not block["text"].strip():
+            raise CbmaError(f"config: queries.{name}.text: the query is empty")
+    for name, block in config["classify"].items():
         first, second = (analyses[a]["dataset"] for a in block["analyses"])
         if first != second:
             raise CbmaError(f"config: classify.{name}.analyses: both analyses must select "
                             f"from one dataset (got {first} and {second})")
-        block["kernel"] = {"r": 6.0, **(block.get("kernel") or {})}
-    return config

@@ -1,39 +1,11 @@
 """Multiple-comparison corrections: FWE from Monte Carlo nulls (voxel and cluster level), FDR."""
 
 import numpy as np
-from scipy import ndimage, special
+from scipy import special
 
+from .clusters import label_clusters
 from .errors import CbmaError
-from .null import FACE_CONNECTIVITY
 from .stats import null_to_p, p_to_logp, p_to_z
-
-
-def label_clusters(stat, mask, threshold):
-    """Clusters of voxels with ``stat > threshold`` (6-connectivity).
-
-    Parameters
-    ----------
-    stat : ndarray of shape (n_voxels,)
-        Masked statistic.
-    mask : cbma.space.BrainMask
-    threshold : float
-
-    Returns
-    -------
-    labels : ndarray of int, shape (n_voxels,)
-        Cluster label of each voxel (0: none), 1..n.
-    sizes : ndarray of int, shape (n,)
-        Voxels per cluster.
-    masses : ndarray, shape (n,)
-        Sum of ``stat - threshold`` over each cluster.
-    """
-    vol = mask.unmask(stat, dtype=float)
-    labels, n = ndimage.label(vol > threshold, structure=FACE_CONNECTIVITY)
-    labels = mask.apply(labels)
-    sizes = np.bincount(labels, minlength=n + 1)[1:]
-    excess = np.where(labels > 0, stat - threshold, 0.0)
-    masses = np.bincount(labels, weights=excess, minlength=n + 1)[1:]
-    return labels, sizes, masses
 
 
 def fwe_montecarlo(stat, mask, threshold, null_max_stat, null_max_size, null_max_mass):

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .chi2 import association_test
 from .errors import CbmaError
-from .mkda import association_test
 
 __all__ = [
     "decode",
@@ -156,7 +156,7 @@ def term_association_maps(ma, weights, terms, frequency_threshold=0.001, out=Non
     For each term, the studies whose weight reaches ``frequency_threshold``
     (group 1, ``n1`` studies) are compared with all the other studies of the
     database (group 2, ``n2``) by the two-way chi-square test of
-    :func:`cbma.mkda.association_test` at each voxel: ``a`` = group-1 studies
+    :func:`cbma.chi2.association_test` at each voxel: ``a`` = group-1 studies
     active at the voxel, ``b`` = group-2 studies active there. The map is the
     signed ``z = sqrt(chi2) * sign(p(A|F) - p(A|U))``: Neurosynth's
     ``association-test_z`` (reverse inference) and NiMARE's
@@ -539,7 +539,7 @@ def top_terms_figure(table, path, n_top=10):
     n_top : int
         Terms shown per image.
     """
-    from .report import plt, save_figure
+    from .figures import plt, save_figure
 
     if set(DECODE_TABLE_COLUMNS) <= set(table.columns):
         long = table

@@ -32,8 +32,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .coarse_grid import fine_to_coarse
 from .errors import CbmaError
-from .query import _count_matrix, _fine_to_coarse, _matcher, _normalise
+from .text import count_matrix, normalise_term, term_matcher
 
 __all__ = ["DEFAULT_KS", "HeldOutEvaluation", "KeywordBaseline", "dice_auc", "dice_top_k",
            "distance_ties", "evaluate_held_out", "fit_keyword_baseline", "pearson_r",
@@ -202,7 +203,7 @@ class KeywordBaseline:
 
     def predict_maps(self, texts):
         """Keyword maps of texts, shape (n_texts, n_voxels), float32."""
-        present = _count_matrix(list(texts), _matcher(self.vocabulary)) > 0
+        present = count_matrix(list(texts), term_matcher(self.vocabulary)) > 0
         present = sp.csr_matrix(present.multiply(self.df[None, :] > 0), dtype=np.float32)
         present.eliminate_zeros()
         n_terms = np.asarray(present.sum(axis=1)).ravel()
@@ -221,7 +222,7 @@ def fit_keyword_baseline(texts, maps, vocabulary, block_size=256):
     ----------
     texts : sequence of str
         Training texts; a term is present when it matches the text at least
-        once (see :func:`cbma.query.extract_terms`).
+        once (see :func:`cbma.text.extract_terms`).
     maps : scipy.sparse matrix or ndarray of shape (n_studies, n_voxels)
         Training maps (on any grid, for example the query model's coarse grid).
     vocabulary : sequence of str
@@ -232,11 +233,11 @@ def fit_keyword_baseline(texts, maps, vocabulary, block_size=256):
     -------
     KeywordBaseline
     """
-    vocabulary = tuple(_normalise(t) for t in vocabulary)
+    vocabulary = tuple(normalise_term(t) for t in vocabulary)
     texts = list(texts)
     if maps.shape[0] != len(texts):
         raise CbmaError(f"{len(texts)} texts but {maps.shape[0]} maps")
-    present = sp.csr_matrix(_count_matrix(texts, _matcher(vocabulary)) > 0, dtype=np.float32)
+    present = sp.csr_matrix(count_matrix(texts, term_matcher(vocabulary)) > 0, dtype=np.float32)
     n_voxels = maps.shape[1]
     sums = np.zeros((len(vocabulary), n_voxels), dtype=np.float32)  # 0.34 GB at full scale
     total = np.zeros(n_voxels)
@@ -345,7 +346,7 @@ def evaluate_held_out(model, train_texts, train_maps, test_texts, test_maps, *,
 
     Parameters
     ----------
-    model : cbma.query.QueryModel
+    model : cbma.text_model.QueryModel
         Fitted on the training studies only. Fit it on the same maps as
         ``train_maps`` (``targets=train_maps``) to compare how the two methods
         read the text rather than their spatial kernels: the Dice of the top
@@ -360,7 +361,7 @@ def evaluate_held_out(model, train_texts, train_maps, test_texts, test_maps, *,
         Percentages of the Dice curve.
     on : {"mask", "coarse"}, optional
         Score on the brain mask (predictions interpolated with
-        :meth:`~cbma.query.QueryModel.to_mask`, truth as given) or on the
+        :meth:`~cbma.text_model.QueryModel.to_mask`, truth as given) or on the
         model's coarse grid (truth averaged into coarse voxels; about 8 times
         faster with a 4 mm grid).
     truth_ties : {"distance", "stable"}, optional
@@ -394,7 +395,7 @@ def evaluate_held_out(model, train_texts, train_maps, test_texts, test_maps, *,
                             f"studies, {n_vox} mask voxels)")
     if len(test_texts) == 0:
         raise CbmaError("no held-out study to evaluate")
-    agg = _fine_to_coarse(model.mask, model.coarse)
+    agg = fine_to_coarse(model.mask, model.coarse)
     coarse_train = sp.csr_matrix(train_maps) @ agg if sp.issparse(train_maps) else \
         np.asarray(train_maps, dtype=float) @ agg
     baseline = fit_keyword_baseline(train_texts, coarse_train, model.vocabulary.tolist())
@@ -412,7 +413,7 @@ def evaluate_held_out(model, train_texts, train_maps, test_texts, test_maps, *,
     if ks.size < 2 or np.any((ks <= 0) | (ks > 100)) or np.any(np.diff(ks) <= 0):
         raise CbmaError(f"ks must be increasing percentages in (0, 100], got {ks.tolist()}")
     sizes = _top_sizes(ks, n_out)
-    n_terms = np.asarray((_count_matrix(test_texts, model._matcher) > 0).sum(axis=1)).ravel()
+    n_terms = np.asarray((count_matrix(test_texts, model.matcher) > 0).sum(axis=1)).ravel()
     ids = list(range(len(test_texts))) if study_ids is None else list(study_ids)
     if len(ids) != len(test_texts):
         raise CbmaError(f"{len(test_texts)} test texts but {len(ids)} study ids")

@@ -39,7 +39,8 @@ import numba
 import numpy as np
 from scipy import ndimage
 
-from .estimators import ale_stat
+from .ale import ale_stat
+from .clusters import FACE_CONNECTIVITY
 from .kernels import kernel_bank, kernel_reach
 
 NULL_COLUMNS = ["iteration", "max_stat", "max_cluster_size", "max_cluster_mass"]
@@ -47,7 +48,6 @@ NULL_COLUMNS = ["iteration", "max_stat", "max_cluster_size", "max_cluster_mass"]
 # CORE_SHARE * -log(1 - threshold) / n_experiments form a kernel's core. A speed
 # setting (see the module's description); the results do not depend on it.
 CORE_SHARE = 0.25
-FACE_CONNECTIVITY = ndimage.generate_binary_structure(3, 1)
 
 
 def analysis_key(name):
@@ -174,7 +174,7 @@ class SphereFociModel(_RandomFoci):
     n_foci : ndarray of int, shape (n_experiments,)
         Number of foci of each experiment.
     offsets : ndarray of int, shape (n, 3)
-        The sphere's voxel offsets (:func:`cbma.mkda.sphere_offsets`).
+        The sphere's voxel offsets (:func:`cbma.spheres.sphere_offsets`).
     mask : cbma.space.BrainMask
         Random foci are drawn from its voxels (as for ALE: the same draws),
         and the statistic lives on it.

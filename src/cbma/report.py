@@ -1,27 +1,30 @@
-"""Figures and the self-contained HTML report of a run.
+"""The self-contained HTML report of a run.
 
-Figures are static PNGs made with nilearn's plotting (matplotlib, Agg
-backend), written without timestamps so the same maps give the same bytes.
-The report embeds them (base64), so the single HTML file can be sent to a
-co-author as it is.
+The figures (static PNGs, :mod:`cbma.figures`) are embedded (base64), so the
+single HTML file can be sent to a co-author as it is.
+
+:func:`report_context` reads a run's files, those the report rule declares,
+into what the template shows; the ``*_section`` functions build one section
+each from plain data.
 """
 
 import base64
 import html
 import io as _io
+import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import yaml
+from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from jinja2 import Environment, FileSystemLoader, select_autoescape  # noqa: E402
+from . import __version__
+from .io import load_nifti, read_tsv
+from .provenance import sidecar_path, versions
+from .selection import read_selection, selected_coordinates
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-PNG_METADATA = {"Software": None}
-#: above this many experiments the foci figure shows all foci in one colour
-MAX_COLOURED_EXPERIMENTS = 60
 
 REFERENCES = {
     "turkeltaub2002": "Turkeltaub, P. E., Eden, G. F., Jones, K. M., & Zeffiro, T. A. (2002). "
@@ -65,57 +68,6 @@ REFERENCES = {
     "K. L., et al. (2023). NiMARE: Neuroimaging Meta-Analysis Research Environment. "
     "Aperture Neuro, 3, 1-32.",
 }
-
-
-def save_figure(fig, path):
-    """Write a matplotlib figure as PNG with fixed metadata and close it."""
-    fig.savefig(path, format="png", dpi=100, metadata=PNG_METADATA)
-    plt.close(fig)
-
-
-def glass_brain_figure(img, title, path, two_sided=False):
-    """Glass-brain view of a statistical map (zeros are transparent)."""
-    from nilearn import plotting
-
-    fig = plt.figure(figsize=(9, 3.2))
-    data = np.asanyarray(img.dataobj)
-    vmax = float(np.abs(data).max()) or 1.0
-    plotting.plot_glass_brain(img, figure=fig, title=title, colorbar=True, plot_abs=False,
-                              cmap="cold_hot" if two_sided else "YlOrRd",
-                              symmetric_cbar=two_sided, vmin=-vmax if two_sided else 0,
-                              vmax=vmax, threshold=1e-6)
-    save_figure(fig, path)
-
-
-def slices_figure(img, title, path, n_slices=7):
-    """Axial slices of a statistical map over the MNI152 template."""
-    from nilearn import plotting
-
-    fig = plt.figure(figsize=(12, 2.6))
-    data = np.asanyarray(img.dataobj)
-    vmax = float(np.abs(data).max()) or 1.0
-    plotting.plot_stat_map(img, figure=fig, title=title, display_mode="z", cut_coords=n_slices,
-                           threshold=1e-6, vmax=vmax, cmap="cold_hot", colorbar=True)
-    save_figure(fig, path)
-
-
-def foci_figure(coordinates, title, path):
-    """The foci of a dataset on a glass brain, one colour per experiment."""
-    from nilearn import plotting
-
-    fig = plt.figure(figsize=(9, 3.2))
-    display = plotting.plot_glass_brain(None, figure=fig, title=title)
-    ids = list(dict.fromkeys(coordinates["id"]))
-    if len(ids) > MAX_COLOURED_EXPERIMENTS:  # a large database: one colour, small dots
-        xyz = coordinates[["x", "y", "z"]].to_numpy()
-        display.add_markers(xyz, marker_color="#c0392b", marker_size=1, alpha=0.3)
-        save_figure(fig, path)
-        return
-    cmap = plt.get_cmap("tab20")
-    for k, exp in enumerate(ids):
-        xyz = coordinates.loc[coordinates["id"] == exp, ["x", "y", "z"]].to_numpy()
-        display.add_markers(xyz, marker_color=[cmap(k % 20)], marker_size=12)
-    save_figure(fig, path)
 
 
 def png_data_uri(path):
@@ -250,9 +202,7 @@ def analysis_section(name, analysis, coordinates, ma_record, summary, figures, s
     tables : sequence of dict
         Extra tables (``title``, ``html``, optional ``note``).
     """
-    import pandas as pd
-
-    from .io import experiments_table
+    from .coordinates import experiments_table
 
     exps = experiments_table(coordinates)
     estimator = analysis.get("estimator", "ale")
@@ -615,3 +565,258 @@ def classify_section(name, summary, figures, table):
                     "collapsed": len(table) > 20}],
         "methods": methods,
     }
+
+
+# The report of a run, read from the files its rule declares. They come as named
+# inputs "<section>/<name>/<role>" (group_inputs); a file's JSON sidecar (the FWHMs
+# of the MA maps, say) is read beside it and not declared, so that the report's own
+# provenance record does not depend on the timing blocks of the sidecars.
+
+#: the diagnostics tables of an analysis with a Monte Carlo FWE correction, by role
+DIAGNOSTICS = ("clusters", "jackknife", "focus_counter", "contributions")
+#: the figures of such an analysis, by role, with their titles
+ANALYSIS_FIGURES = {
+    "foci": "Foci of every experiment",
+    "glass": "z in clusters surviving cluster-level FWE (size), glass brain",
+    "slices": "The same, axial slices",
+}
+#: the figures of a classification, by role, with their titles
+CLASSIFY_FIGURES = {
+    "weights": "Weights of the whole-brain classifier",
+    "searchlight": "Searchlight: balanced accuracy above chance",
+}
+
+
+def group_inputs(named):
+    """The report rule's named input files, grouped by section and name.
+
+    Parameters
+    ----------
+    named : mapping or iterable of (str, str)
+        Files named ``"<section>/<name>/<role>"``, e.g.
+        ``"analyses/knowledge/summary"``: ``snakemake.input`` of the report
+        rule, or any mapping of such names to paths.
+
+    Returns
+    -------
+    dict
+        ``{section: {name: {role: path}}}``, in the order of ``named``.
+
+    Examples
+    --------
+    >>> group_inputs({"decode/d/ranked": "r.tsv", "decode/d/top_terms": "t.png"})
+    {'decode': {'d': {'ranked': 'r.tsv', 'top_terms': 't.png'}}}
+    """
+    files = {}
+    for key, path in (named.items() if hasattr(named, "items") else named):
+        parts = key.split("/")
+        if len(parts) != 3:
+            raise ValueError(f"report input {key!r}: expected a name <section>/<name>/<role>")
+        section, name, role = parts
+        files.setdefault(section, {}).setdefault(name, {})[role] = str(path)
+    return files
+
+
+def report_sections(files, config):
+    """The sections of a run's report, read from its files, in the config's order.
+
+    Parameters
+    ----------
+    files : dict
+        ``{section: {name: {role: path}}}`` (:func:`group_inputs`): for each
+        block of the config, the files its section shows. The sections are
+        those of the config: ``analyses`` (which holds the ``coactivation``
+        blocks too), ``contrasts``, ``conjunctions``, ``decode``,
+        ``queries``, ``evaluate`` and ``classify``; the roles those of the
+        report rule's input functions (``report_inputs`` in
+        workflow/rules/common.smk).
+    config : dict
+        The run's configuration, defaults filled in.
+
+    Returns
+    -------
+    list of dict
+        One section per block (``kind``, ``name``, ``anchor``, ``facts``,
+        ``figures``, ``tables``, ``methods``), as templates/report.html.j2
+        shows them.
+    """
+    analyses = _analyses(config)
+    sections = []
+    for name, block in analyses.items():
+        kind = "Coactivation" if name in config["coactivation"] else "Analysis"
+        own = _files_of(files, "analyses", name)
+        if block["estimator"] == "mkda_chi2":
+            sections.append(_chi2_analysis(name, block, own, kind))
+        else:
+            sections.append(_analysis(name, block, own, config["seed"], kind))
+    for name, block in config["contrasts"].items():
+        sections.append(_contrast(name, block, _files_of(files, "contrasts", name)))
+    for name, block in config["conjunctions"].items():
+        alphas = [analyses[a]["correction"]["alpha"] for a in block["analyses"]]
+        sections.append(_conjunction(name, block, _files_of(files, "conjunctions", name),
+                                     alphas))
+    for name, block in config["decode"].items():
+        sections.append(_decoding(name, block, _files_of(files, "decode", name)))
+    for name, block in config["queries"].items():
+        sections.append(_query(name, block, _files_of(files, "queries", name)))
+    for name, block in config["evaluate"].items():
+        sections.append(_evaluation(name, block, _files_of(files, "evaluate", name)))
+    for name in config["classify"]:
+        sections.append(_classification(name, _files_of(files, "classify", name)))
+    return sections
+
+
+def report_context(files, config):
+    """Everything the report shows: its sections, methods and provenance.
+
+    Parameters
+    ----------
+    files : dict
+        ``{section: {name: {role: path}}}``, as for :func:`report_sections`.
+    config : dict
+        The run's configuration, defaults filled in.
+
+    Returns
+    -------
+    dict
+        The context of templates/report.html.j2, for :func:`render`.
+    """
+    sections = report_sections(files, config)
+    coordinates = [_files_of(files, "analyses", a)["coordinates"] for a in _analyses(config)]
+    return {
+        "title": "cbma report",
+        "version": __version__,
+        "sections": sections,
+        "methods": [s["methods"] for s in sections],
+        "references": list(REFERENCES.values()),
+        "versions": versions(),
+        "inputs_html": table_html(input_data_table(coordinates)),
+        # a plain copy: defaults shared between blocks would print as YAML aliases
+        "config_yaml": yaml.safe_dump(json.loads(json.dumps(config)), sort_keys=False),
+    }
+
+
+def input_data_table(coordinates):
+    """The input data behind datasets' coordinates tables, with their sha256.
+
+    Parameters
+    ----------
+    coordinates : list of str
+        Coordinates tables (``coordinates.tsv`` of the ingest rule); the
+        input files are those listed in their sidecars.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``file`` and ``sha256``, each file once, in the order first met.
+    """
+    inputs = {}
+    for path in coordinates:
+        inputs.update((p, meta["sha256"]) for p, meta in _sidecar(path)["inputs"].items())
+    return pd.DataFrame({"file": list(inputs), "sha256": list(inputs.values())})
+
+
+def _analyses(config):
+    return {**config["analyses"], **config["coactivation"]}
+
+
+def _files_of(files, section, name):
+    """The files of one block, by role; a clear error if the rule declared none."""
+    try:
+        return files[section][name]
+    except KeyError:
+        raise KeyError(f"the report has no input files for {section} {name!r} (named "
+                       f"inputs {section}/{name}/<role>)") from None
+
+
+def _read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def _sidecar(path):
+    """The provenance record (JSON sidecar) of an output, read beside it."""
+    return _read_json(sidecar_path(path))
+
+
+def _n_nonzero(path):
+    """Voxels of a thresholded map that are not zero."""
+    return int((np.asanyarray(load_nifti(path).dataobj) != 0).sum())
+
+
+def _analysis(name, block, files, seed, kind):
+    """Section of an analysis with a Monte Carlo FWE correction (ALE, MKDA, KDA)."""
+    dataset = read_tsv(files["coordinates"])
+    chosen = read_selection(files["selection"])
+    ingest = _sidecar(files["coordinates"])
+    # the FWHMs are in the MA maps' sidecar; the foci outside the mask in the ingest's
+    ma_record = {**_sidecar(files["ma"]), "n_foci_outside_mask": ingest["n_foci_outside_mask"],
+                 "outside_mask_foci": ingest["outside_mask_foci"]}
+    tables = diagnostics_tables(block["diagnostics"]["target"],
+                                {role: read_tsv(files[role]) for role in DIAGNOSTICS})
+    figures = [(title, files[role]) for role, title in ANALYSIS_FIGURES.items()]
+    section = analysis_section(name, block, selected_coordinates(dataset, chosen), ma_record,
+                               _read_json(files["summary"]), figures, seed, __version__,
+                               tables=tables)
+    if block.get("select"):
+        section["facts"].insert(1, selection_fact(block, len(chosen),
+                                                  dataset["id"].nunique()))
+    section["kind"] = kind
+    return section
+
+
+def _chi2_analysis(name, block, files, kind):
+    """Section of an MKDA chi-square analysis: a selection against other studies."""
+    n_dataset = read_tsv(files["coordinates"])["id"].nunique()
+    n1, n2 = len(read_selection(files["selection"])), len(read_selection(files["versus"]))
+    other = "(the rest of the dataset)" if block["versus"] == "rest" else "(a second selection)"
+    facts = [("dataset", block["dataset"]), selection_fact(block, n1, n_dataset),
+             ("compared with", f"{n2:,} experiments {other}"),
+             ("kernel", f"sphere of {block['kernel']['r']:g} mm")]
+    section = chi2_section(name, block, facts, files["glass"], read_tsv(files["clusters"]),
+                           kind=kind)
+    section["figures"].insert(0, {"title": "Foci of the selected experiments",
+                                  "path": files["foci"]})
+    return section
+
+
+def _contrast(name, block, files):
+    """Section of a contrast: an ALE subtraction, or MKDA chi-square of two selections."""
+    table = read_tsv(files["clusters"])
+    if block["method"] == "mkda_chi2":
+        first, second = block["analyses"]
+        n1, n2 = (len(read_selection(files[g])) for g in ("group1", "group2"))
+        facts = [("groups", f"{first} ({n1:,} experiments) against {second} ({n2:,})")]
+        return chi2_section(name, {**block, "versus": "selection"}, facts, files["glass"],
+                            table, kind="Contrast")
+    return compare_section("contrast", name, block, table, files["glass"],
+                           _n_nonzero(files["map"]))
+
+
+def _conjunction(name, block, files, alphas):
+    """Section of a conjunction; ``alphas`` are the FWE levels of its analyses."""
+    return compare_section("conjunction", name, {**block, "alphas": alphas},
+                           read_tsv(files["clusters"]), files["glass"], _n_nonzero(files["map"]))
+
+
+def _decoding(name, block, files):
+    ranked = read_tsv(files["ranked"])
+    n_terms = int(ranked.groupby("image").size().max())
+    return decode_section(name, block, ranked, files["top_terms"], n_terms)
+
+
+def _query(name, block, files):
+    # no NA values: a term such as "null" or "nan" stays a term
+    terms = pd.read_csv(files["terms"], sep="\t", keep_default_na=False)
+    return query_section(name, block, terms, files["glass"])
+
+
+def _evaluation(name, block, files):
+    n_train = _sidecar(files["held_out"])["n_train"]  # the evaluate job's record
+    return evaluation_section(name, block, read_tsv(files["summary"]), files["dice_curves"],
+                              n_train)
+
+
+def _classification(name, files):
+    figures = [(title, files[role]) for role, title in CLASSIFY_FIGURES.items()]
+    return classify_section(name, _read_json(files["summary"]), figures,
+                            read_tsv(files["clusters"]))

@@ -11,8 +11,8 @@ import difflib
 import numpy as np
 
 from . import terms as term_expressions
+from .coordinates import experiments_table
 from .errors import CbmaError
-from .io import experiments_table
 
 __all__ = ["by_coordinates", "by_ids", "by_seed_mask", "select_experiments", "versus_rest"]
 
@@ -119,7 +119,7 @@ def select_experiments(spec, coordinates, weights, seed_mask=None, seed_ma=None,
         ``{"seed": {"mask": path, "proportion": p, "r": mm}}``.
     coordinates : pandas.DataFrame
         The dataset's canonical coordinates table.
-    weights : cbma.neurosynth.TermWeights
+    weights : cbma.term_weights.TermWeights
         The dataset's term weights (for expressions).
     seed_mask : str, optional
         Path of the seed mask (``seed.mask`` selections).

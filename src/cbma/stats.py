@@ -1,4 +1,4 @@
-"""Conversions between p, z and -log10 p, and empirical p-values from nulls.
+"""Conversions between p, z and -log10 p, and p-values from nulls (samples and histograms).
 
 z is computed from the natural log of p in double precision
 (``scipy.special.ndtri_exp``), so it keeps growing as p falls towards the
@@ -11,6 +11,7 @@ import numpy as np
 from scipy.special import ndtri_exp
 
 SMALLEST_P = float(np.finfo(np.float64).tiny)  # p below this counts as this
+HIST_STEP = 1e-5  # bin width of ALE null histograms (NiMARE 0.22, GingerALE)
 _LN10 = np.log(10.0)
 
 
@@ -62,3 +63,56 @@ def null_to_p(values, null):
     values = np.asarray(values, dtype=float)
     n_ge = n - np.searchsorted(null, values, side="left")
     return np.clip(n_ge / n, 1.0 / n, 1.0 - 1.0 / n)
+
+
+# ---------------------------------------------------------------------------
+# histogram nulls: bin centres 0, step, 2 step, ... and their probabilities
+# (ALE's approximate null, MKDA density's and KDA's)
+
+
+def _tail(weights):
+    """Normalised upper tail ``T[b] = P(X >= centre_b)`` of a histogram null."""
+    tail = np.cumsum(weights[::-1])[::-1]
+    return tail / tail[0]
+
+
+def null_p(stat, centres, weights, step=HIST_STEP):
+    """Uncorrected p of statistic values under a histogram null.
+
+    A value goes to the bin ``round_half_away(value / step)`` (capped at the
+    last bin) and gets that bin's upper tail ``P(X >= centre)``; values <= 0
+    get p = 1; p is floored at the smallest nonzero tail probability.
+
+    Parameters
+    ----------
+    stat : array-like
+        Statistic values.
+    centres, weights : ndarray
+        The null: bin centres ``0, step, 2 step, ...`` and their probabilities.
+    step : float
+        Bin width: 1e-5 for ALE (the default), the kernel value (1) for the
+        integer-valued MKDA and KDA statistics.
+    """
+    tail = _tail(weights)
+    stat = np.asarray(stat, dtype=float)
+    idx = np.minimum(np.floor(stat / step + 0.5).astype(np.int64), centres.size - 1)
+    p = np.where(stat > 0, tail[np.maximum(idx, 0)], 1.0)
+    return np.maximum(p, tail[tail > 0].min())
+
+
+def null_threshold(p, centres, weights):
+    """The statistic value that a voxel must exceed to have uncorrected p below ``p``.
+
+    NiMARE's ``_p_to_summarystat``: the centre of the last bin whose upper
+    tail is still above ``p``. Used as the cluster-forming threshold
+    (supra-threshold means the statistic strictly greater than it). Any
+    histogram null works: for MKDA density on integer bins it is the
+    largest count whose tail ``P(X >= count)`` exceeds ``p`` (4 on the
+    knowledge example at p = 0.001, NiMARE's value), so supra-threshold
+    voxels have p <= ``p``.
+    """
+    tail = _tail(weights)
+    below = np.flatnonzero(tail <= p)
+    if below.size == 0:
+        return float(centres[-1])
+    return float(centres[max(below[0] - 1, 0)])

@@ -6,15 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-import yaml
-from snakemake.utils import validate
-
-from cbma.config import (
-    ESTIMATORS_WITH_FWE,
-    check_config,
-    load_yaml_strict,
-    normalise_config,
-)
+from cbma.config import ESTIMATORS_WITH_FWE, load_config
 from cbma.errors import CbmaError
 from cbma.provenance import script_fingerprint, sidecar_path
 
@@ -28,16 +20,15 @@ def fail(message):
     sys.exit(1)
 
 
-# --configfile, or the default config.yaml: Snakemake's YAML loader keeps the
-# last of two equal keys (an analysis given twice), so each file is re-read
-# with one that refuses them
-for configfile in workflow.configfiles:
-    try:
-        load_yaml_strict(Path(configfile).absolute())
-    except CbmaError as exc:
-        fail(exc)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        pass  # Snakemake has read it (as JSON, say); its own checks apply
+# The config, checked and complete: the schema's defaults filled. The files
+# (--configfile, or the default config.yaml) are re-read for keys given twice,
+# which Snakemake's YAML loader would keep the last of.
+try:
+    _complete = load_config(config, SCHEMA, config_files=workflow.configfiles)
+except CbmaError as exc:
+    fail(exc)
+config.clear()
+config.update(_complete)
 
 
 def check_writable(folder):
@@ -53,17 +44,6 @@ def check_writable(folder):
 
 for folder in ("results", "logs"):
     check_writable(folder)
-
-
-try:
-    check_config(config, SCHEMA)
-except CbmaError as exc:
-    fail(exc)
-validate(config, schema=SCHEMA)  # fills in the schema's defaults
-try:
-    normalise_config(config)  # defaults that depend on other keys (estimator, kernel)
-except CbmaError as exc:
-    fail(exc)
 
 
 def script_code(name):
@@ -482,16 +462,6 @@ def compare_figure_input(wildcards):
     return f"results/conjunctions/{wildcards.name}/{cmap}.nii.gz"
 
 
-def compare_report_inputs():
-    figures = [f"results/contrasts/{c}/figures/glass.png" for c in CONTRASTS]
-    figures += [f"results/conjunctions/{c}/figures/glass.png" for c in CONJUNCTIONS]
-    tables = [f for c in CONTRASTS for f in contrast_files(c) if f.endswith(".tsv")]
-    tables += [
-        f for c in CONJUNCTIONS for f in conjunction_files(c) if f.endswith(".tsv")
-    ]
-    return figures + tables
-
-
 def sphere_maps(dataset, r):
     """A dataset's MKDA sphere maps of radius r mm."""
     return (
@@ -552,6 +522,123 @@ def text_inputs(dataset):
         "terms": f"results/datasets/{dataset}/terms.npz",
         "ma": sphere_maps(dataset, TEXT_MODEL["kernel"]["r"]),
         "mask": MASK,
+    }
+
+
+# The report reads, for each block of the config, the files below, by role; its
+# rule names them "<section>/<name>/<role>" (cbma.report.group_inputs reads them).
+REPORT_DIAGNOSTICS = dict(
+    zip(["clusters", "jackknife", "focus_counter", "contributions"], DIAGNOSTIC_TABLES)
+)
+
+
+def analysis_report_files(analysis):
+    """An analysis' foci, selection(s), figures, FWE summary and cluster tables."""
+    a = ANALYSES[analysis]
+    base = f"results/analyses/{analysis}"
+    files = {
+        "coordinates": f"results/datasets/{a['dataset']}/coordinates.tsv",
+        "selection": f"{base}/selection.tsv",
+        "foci": f"{base}/figures/foci.png",
+        "glass": f"{base}/figures/glass.png",
+    }
+    if a["estimator"] == "mkda_chi2":
+        return {
+            **files,
+            "versus": f"{base}/versus.tsv",
+            "clusters": f"{base}/{CHI2_TABLE}",
+        }
+    level = diagnostics_level(analysis)
+    return {
+        **files,
+        "slices": f"{base}/figures/slices.png",
+        "summary": f"{base}/fwe_summary.json",
+        "ma": ma_file_of(analysis),  # its sidecar holds the kernels' FWHMs
+        **{
+            role: f"{base}/{table.format(level=level)}"
+            for role, table in REPORT_DIAGNOSTICS.items()
+        },
+    }
+
+
+def contrast_report_files(contrast):
+    """A contrast's figure, cluster table and map (or, MKDA chi-square, its groups)."""
+    c = CONTRASTS[contrast]
+    base = f"results/contrasts/{contrast}"
+    files = {"glass": f"{base}/figures/glass.png"}
+    if c["method"] == "mkda_chi2":
+        group1, group2 = (f"results/analyses/{a}/selection.tsv" for a in c["analyses"])
+        return {
+            **files,
+            "group1": group1,
+            "group2": group2,
+            "clusters": f"{base}/{CHI2_TABLE}",
+        }
+    return {
+        **files,
+        "map": f"{base}/z_desc-group1MinusGroup2_thresholded.nii.gz",
+        "clusters": f"{base}/z_desc-group1MinusGroup2_tab-clust.tsv",
+    }
+
+
+def conjunction_report_files(conjunction):
+    cmap = CONJUNCTIONS[conjunction]["map"]
+    base = f"results/conjunctions/{conjunction}"
+    return {
+        "glass": f"{base}/figures/glass.png",
+        "map": f"{base}/{cmap}.nii.gz",
+        "clusters": f"{base}/{cmap}_tab-clust.tsv",
+    }
+
+
+def decode_report_files(name):
+    base = f"results/decode/{name}"
+    return {
+        "ranked": f"{base}/decoding_ranked.tsv",
+        "top_terms": f"{base}/figures/top_terms.png",
+    }
+
+
+def query_report_files(name):
+    base = f"results/queries/{name}"
+    return {"terms": f"{base}/terms.tsv", "glass": f"{base}/figures/glass.png"}
+
+
+def evaluate_report_files(name):
+    base = f"results/evaluation/{name}"
+    return {
+        "held_out": f"{base}/held_out.tsv",  # its sidecar holds the training size
+        "summary": f"{base}/summary.tsv",
+        "dice_curves": f"{base}/figures/dice_curves.png",
+    }
+
+
+def classify_report_files(name):
+    base = f"results/classify/{name}"
+    return {
+        "summary": f"{base}/classification.json",
+        "clusters": f"{base}/searchlight_tab-clust.tsv",
+        "weights": f"{base}/figures/weights.png",
+        "searchlight": f"{base}/figures/searchlight.png",
+    }
+
+
+def report_inputs(wildcards):
+    """Every file the report reads, named "<section>/<name>/<role>", in config order."""
+    sections = {
+        "analyses": (ANALYSES, analysis_report_files),
+        "contrasts": (CONTRASTS, contrast_report_files),
+        "conjunctions": (CONJUNCTIONS, conjunction_report_files),
+        "decode": (DECODE, decode_report_files),
+        "queries": (QUERIES, query_report_files),
+        "evaluate": (EVALUATE, evaluate_report_files),
+        "classify": (CLASSIFY, classify_report_files),
+    }
+    return {
+        f"{section}/{name}/{role}": path
+        for section, (blocks, files_of) in sections.items()
+        for name in blocks
+        for role, path in files_of(name).items()
     }
 
 

@@ -44,31 +44,7 @@ rule figures:
 
 rule report:
     input:
-        figures=expand(
-            "results/analyses/{analysis}/figures/{fig}.png",
-            analysis=ANALYSES,
-            fig=["foci", "glass", "slices"],
-        ),
-        summaries=expand(
-            "results/analyses/{analysis}/fwe_summary.json", analysis=FWE_ANALYSES
-        ),
-        coordinates=expand(
-            "results/datasets/{dataset}/coordinates.tsv",
-            dataset=[ANALYSES[a]["dataset"] for a in ANALYSES],
-        ),
-        selections=expand(
-            "results/analyses/{analysis}/{group}.tsv",
-            analysis=ANALYSES,
-            group=["selection", "versus"],
-        ),
-        diagnostics=[f for a in FWE_ANALYSES for f in diagnostics_files(a)],
-        chi2=[f"results/analyses/{a}/{CHI2_TABLE}" for a in CHI2_ANALYSES],
-        compare=compare_report_inputs(),
-        decode=[f for d in DECODE for f in decode_files(d)],
-        text=[f for q in QUERIES for f in query_files(q)]
-        + [f for e in EVALUATE for f in evaluate_files(e)]
-        + [f for c in CLASSIFY for f in classify_files(c)],
-        ma=[ma_file_of(a) for a in ANALYSES],
+        unpack(report_inputs),
     output:
         html="results/report.html",
         sidecar="results/report.json",
@@ -80,8 +56,6 @@ rule report:
         "../../envs/cbma.yaml"
     params:
         config=config,
-        analyses=ANALYSES,
-        ma_files={a: ma_file_of(a) for a in ANALYSES},
         code=script_code("report"),
     message:
         "Writing the HTML report"

@@ -1,13 +1,16 @@
-"""Activation likelihood estimation (ALE) and its histogram ("approximate") null.
+"""Activation likelihood estimation (ALE): the statistic and its histogram ("approximate") null.
 
-References: Turkeltaub et al. 2002; Eickhoff et al. 2009, 2012.
+References: Turkeltaub et al. 2002; Eickhoff et al. 2009, 2012. The p of a
+statistic under the null and the cluster-forming threshold come from the
+histogram-null helpers of :mod:`cbma.stats` (:func:`~cbma.stats.null_p`,
+:func:`~cbma.stats.null_threshold`), shared with MKDA density and KDA.
 """
 
 import numpy as np
 
-from .stats import p_to_logp, p_to_z
+from .stats import HIST_STEP, null_p, p_to_logp, p_to_z
 
-HIST_STEP = 1e-5  # bin width of ALE null histograms (NiMARE 0.22, GingerALE)
+__all__ = ["ale", "ale_null_approximate", "ale_stat"]
 
 
 def ale_stat(ma):
@@ -83,54 +86,6 @@ def ale_null_approximate(ma):
                                     weights=weights.ravel(), minlength=n_bins)
         null = combined
     return centres, null / null.sum()
-
-
-def _tail(weights):
-    """Normalised upper tail ``T[b] = P(ALE >= centre_b)``."""
-    tail = np.cumsum(weights[::-1])[::-1]
-    return tail / tail[0]
-
-
-def null_p(stat, centres, weights, step=HIST_STEP):
-    """Uncorrected p of statistic values under a histogram null.
-
-    A value goes to the bin ``round_half_away(value / step)`` (capped at the
-    last bin) and gets that bin's upper tail ``P(X >= centre)``; values <= 0
-    get p = 1; p is floored at the smallest nonzero tail probability.
-
-    Parameters
-    ----------
-    stat : array-like
-        Statistic values.
-    centres, weights : ndarray
-        The null: bin centres ``0, step, 2 step, ...`` and their probabilities.
-    step : float
-        Bin width: 1e-5 for ALE (the default), the kernel value (1) for the
-        integer-valued MKDA and KDA statistics.
-    """
-    tail = _tail(weights)
-    stat = np.asarray(stat, dtype=float)
-    idx = np.minimum(np.floor(stat / step + 0.5).astype(np.int64), centres.size - 1)
-    p = np.where(stat > 0, tail[np.maximum(idx, 0)], 1.0)
-    return np.maximum(p, tail[tail > 0].min())
-
-
-def null_threshold(p, centres, weights):
-    """The statistic value that a voxel must exceed to have uncorrected p below ``p``.
-
-    NiMARE's ``_p_to_summarystat``: the centre of the last bin whose upper
-    tail is still above ``p``. Used as the cluster-forming threshold
-    (supra-threshold means the statistic strictly greater than it). Any
-    histogram null works: for MKDA density on integer bins it is the
-    largest count whose tail ``P(X >= count)`` exceeds ``p`` (4 on the
-    knowledge example at p = 0.001, NiMARE's value), so supra-threshold
-    voxels have p <= ``p``.
-    """
-    tail = _tail(weights)
-    below = np.flatnonzero(tail <= p)
-    if below.size == 0:
-        return float(centres[-1])
-    return float(centres[max(below[0] - 1, 0)])
 
 
 def ale(ma):

@@ -5,17 +5,8 @@ with a text and reported foci, a linear map from the words of a text to the
 spatial distribution of the foci a study with that text would report.
 
 Text features
-    The text is lower-cased and split into tokens (runs of letters and
-    digits); English stop words (scikit-learn's ``ENGLISH_STOP_WORDS``) are
-    dropped, and vocabulary terms are matched greedily, longest first, so
-    that ``"working memory"`` is one term before ``"memory"`` could match.
-    Vocabulary terms are normalised the same way, so a term written with stop
-    words (``"theory of mind"``) matches ``"theory of the mind"`` as well, and
-    Neurosynth-style terms built after stop-word removal (``"theory mind"``)
-    match the natural phrase. A term made only of stop words can never match.
-    When two terms normalise to the same words (``"first episode"`` and
-    ``"episode"``, ``first`` being a stop word), the one written without stop
-    words wins, otherwise the first in vocabulary order.
+    Vocabulary terms are counted in the text after lower-casing, tokenising
+    and dropping English stop words, longest term first (:mod:`cbma.text`).
 TF-IDF
     Term counts times ``idf = 1 + ln(n / df)`` (``df``: number of training
     studies whose text has the term; NeuroQuery's ``1 - log(df / n)``),
@@ -45,14 +36,10 @@ Semantic smoothing
     studies each term's own map is estimated well enough, GCV picks 0.1, and
     synonyms share 58-66 % (unrelated 13-25 %).
 Targets
-    One map per study on a coarse grid (4 mm by default, about 28,000 voxels
-    in the MNI152 2 mm brain mask): for foci, the sum over the study's foci
-    of an isotropic Gaussian (FWHM 9 mm, peak 1, truncated at 3 sigma)
-    evaluated at the coarse voxel centres from the exact mm position of each
-    focus (repeated foci add); for study maps given on the brain mask (such
-    as MKDA MA maps), the mean of the mask voxels nearest to each coarse
-    voxel. Studies whose target map is empty (no focus near the mask) are
-    left out of the fit.
+    One map per study on a coarse grid (4 mm by default; :mod:`cbma.coarse_grid`):
+    a Gaussian on each of its foci, or its map on the brain mask (such as an
+    MKDA MA map) averaged into the coarse voxels. Studies whose target map is
+    empty (no focus near the mask) are left out of the fit.
 Regression
     Ridge regression with an intercept from the smoothed TF-IDF onto the
     target maps, one penalty ``alpha`` for all voxels chosen by generalised
@@ -61,7 +48,7 @@ Regression
     only the sufficient statistics ``X^T X`` (terms x terms) and ``X^T Y``
     (terms x voxels) are accumulated; an eigendecomposition of the smoothed,
     centred ``X^T X`` then gives the GCV error of every ``alpha`` and the
-    coefficients in closed form.
+    coefficients in closed form (:class:`cbma.ridge.RidgeGCV`).
 Feature screening (NeuroQuery's adaptive ridge; ``screening=True``)
     Most words of a text (``task``, ``participants``, rare words) say nothing
     about where the foci are, and a ridge on all of them adds each one's
@@ -113,359 +100,33 @@ Scale
     (``benchmarks/bench_text_evaluation.py``).
 """
 
-import difflib
-import re
 import warnings
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
-from scipy import ndimage
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
+from .coarse_grid import coarse_mask, fine_to_coarse, foci_targets, resample_masked
 from .errors import CbmaError
 from .io import load_arrays, save_arrays
+from .ridge import VOXEL_BLOCK, RidgeGCV
 from .space import BrainMask
+from .text import content_words, count_matrix, normalise_term, term_matcher, tfidf, tokenize
 
-__all__ = ["DEFAULT_ALPHAS", "DEFAULT_SMOOTHINGS", "QueryModel", "QueryResult", "coarse_mask",
-           "downsample_maps", "extract_terms", "fit_query_model", "foci_targets", "resample_masked"]
+__all__ = ["DEFAULT_ALPHAS", "DEFAULT_SMOOTHINGS", "QueryModel", "QueryResult", "fit_query_model",
+           "model_options"]
 
 #: Ridge penalties tried by default (NeuroQuery's grid).
 DEFAULT_ALPHAS = tuple(np.logspace(-1, 3, 9).tolist())
 #: Weights of the semantic smoothing tried by default (GCV picks one with the penalty).
 DEFAULT_SMOOTHINGS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
-_TOKEN = re.compile(r"[^\W_]+")
 _FORMAT = 2
 _MAX_COMPONENTS = 100       # rank of the automatic factorisation: a tenth of the terms, <= 100
-_VOXEL_BLOCK = 4096
 _MIN_ENERGY_MARGIN = 0.001   # NeuroQuery's: a kept feature's energy exceeds the threshold by it
 _SCREENING_SDS = 4.0         # screening threshold: median + 4 robust s.d. of the z-energies
 _MAD_TO_SD = 1.4826          # s.d. of a normal distribution per median absolute deviation
-
-
-# ----------------------------------------------------------------------------- grids
-
-
-def coarse_mask(mask, voxel_mm=4.0):
-    """The brain mask on a coarser grid with the same origin and axes.
-
-    Coarse voxel ``(i, j, k)`` is centred on fine voxel ``f (i, j, k)``, with
-    ``f = voxel_mm / fine voxel size``, and lies in the coarse mask when the
-    fine voxel nearest to its centre lies in the fine mask (nearest-neighbour
-    resampling of the mask, as NeuroQuery does).
-
-    Parameters
-    ----------
-    mask : cbma.space.BrainMask
-        The fine mask (for example MNI152 2 mm).
-    voxel_mm : float, optional
-        Coarse voxel size in mm; at least the fine voxel size. On the MNI152
-        2 mm mask (228,483 voxels), 4 mm gives about 28,500 voxels and 6 mm
-        about 8,500.
-
-    Returns
-    -------
-    cbma.space.BrainMask
-    """
-    sizes = mask.voxel_size
-    if not np.allclose(sizes, sizes[0], rtol=1e-3):
-        raise CbmaError(f"coarse grid: the mask's voxels are not isotropic ({sizes.tolist()} mm)")
-    factor = float(voxel_mm) / float(sizes[0])
-    if not np.isfinite(factor) or factor < 1 - 1e-9:
-        raise CbmaError(f"coarse grid: voxel_mm must be at least the mask's voxel size "
-                        f"({sizes[0]:g} mm), got {voxel_mm!r}")
-    shape = np.floor((np.array(mask.shape) - 1) / factor + 1e-9).astype(int) + 1
-    grid = np.indices(shape).reshape(3, -1).T
-    fine = np.round(grid * factor).astype(np.int64)
-    data = mask.contains(fine).reshape(shape)
-    affine = np.array(mask.affine, dtype=float)
-    affine[:3, :3] = affine[:3, :3] * factor
-    return BrainMask(data=data, affine=affine)
-
-
-def _fine_to_coarse(mask, coarse):
-    """Sparse (fine voxels x coarse voxels) matrix averaging fine voxels into coarse ones."""
-    ijk = np.column_stack(np.unravel_index(mask.flat_indices, mask.shape))
-    to_coarse = np.linalg.solve(coarse.affine, mask.affine)
-    cijk = np.round(ijk @ to_coarse[:3, :3].T + to_coarse[:3, 3]).astype(np.int64)
-    inside = coarse.contains(cijk)
-    lookup = np.full(coarse.data.size, -1, dtype=np.int64)
-    lookup[coarse.flat_indices] = np.arange(coarse.n_voxels)
-    rows = np.flatnonzero(inside)
-    cols = lookup[np.ravel_multi_index(cijk[inside].T, coarse.shape)]
-    counts = np.bincount(cols, minlength=coarse.n_voxels)
-    weights = 1.0 / counts[cols]
-    return sp.csr_matrix((weights, (rows, cols)), shape=(mask.n_voxels, coarse.n_voxels))
-
-
-def downsample_maps(maps, mask, coarse):
-    """Average maps on a fine mask into the voxels of a coarse mask.
-
-    Each fine in-mask voxel goes to the coarse voxel whose centre is nearest;
-    a coarse voxel's value is the mean over the fine in-mask voxels assigned
-    to it (fine voxels assigned to a voxel outside the coarse mask are
-    dropped).
-
-    Parameters
-    ----------
-    maps : ndarray or scipy.sparse matrix of shape (n_maps, mask.n_voxels)
-    mask, coarse : cbma.space.BrainMask
-        The fine mask and the coarse one (see :func:`coarse_mask`).
-
-    Returns
-    -------
-    ndarray or scipy.sparse.csr_matrix of shape (n_maps, coarse.n_voxels)
-        Sparse when ``maps`` is sparse.
-    """
-    if maps.shape[-1] != mask.n_voxels:
-        raise CbmaError(f"maps have {maps.shape[-1]} voxels, the mask {mask.n_voxels}")
-    agg = _fine_to_coarse(mask, coarse)
-    if sp.issparse(maps):
-        return sp.csr_matrix(maps) @ agg
-    return np.asarray(maps) @ agg
-
-
-def resample_masked(values, source, target):
-    """Interpolate masked maps from one grid to another (trilinear, mask-aware).
-
-    Each target voxel takes the trilinear interpolation of the source map at
-    its centre, computed over in-mask source voxels only (the interpolation
-    weights of out-of-mask neighbours are dropped and the rest renormalised),
-    so values do not fade towards the edge of the mask; a target voxel with
-    no in-mask source neighbour takes the value of the nearest in-mask source
-    voxel.
-
-    Parameters
-    ----------
-    values : ndarray of shape (source.n_voxels,) or (n_maps, source.n_voxels)
-    source, target : cbma.space.BrainMask
-
-    Returns
-    -------
-    ndarray of shape (target.n_voxels,) or (n_maps, target.n_voxels), float32
-    """
-    values = np.asarray(values, dtype=float)
-    single = values.ndim == 1
-    values = np.atleast_2d(values)
-    if values.shape[1] != source.n_voxels:
-        raise CbmaError(f"maps have {values.shape[1]} voxels, the source mask "
-                        f"{source.n_voxels}")
-    ijk = np.column_stack(np.unravel_index(target.flat_indices, target.shape))
-    to_source = np.linalg.solve(source.affine, target.affine)
-    coords = (ijk @ to_source[:3, :3].T + to_source[:3, 3]).T
-    inside = source.data.astype(float)
-    weight = ndimage.map_coordinates(inside, coords, order=1, mode="constant", cval=0.0)
-    near = np.round(coords).astype(np.int64)
-    for axis in range(3):
-        np.clip(near[axis], 0, source.shape[axis] - 1, out=near[axis])
-    _, nearest = ndimage.distance_transform_edt(~source.data, return_indices=True)
-    nearest_flat = np.ravel_multi_index(tuple(nearest[(slice(None), *near)]), source.shape)
-    has = weight > 1e-6
-    out = np.empty((len(values), target.n_voxels), dtype=np.float32)
-    for row, vector in enumerate(values):
-        volume = source.unmask(vector, dtype=float)
-        interp = ndimage.map_coordinates(volume, coords, order=1, mode="constant", cval=0.0)
-        out[row] = np.where(has, interp / np.where(has, weight, 1.0),
-                            volume.reshape(-1)[nearest_flat])
-    return out[0] if single else out
-
-
-# --------------------------------------------------------------------------- targets
-
-
-def foci_targets(foci, coarse, fwhm=9.0):
-    """Target maps of studies from their foci: sums of Gaussians on a coarse grid.
-
-    Parameters
-    ----------
-    foci : sequence of array-like of shape (n_i, 3)
-        Each study's foci in mm (MNI). A study may have no focus.
-    coarse : cbma.space.BrainMask
-        The grid of the targets (see :func:`coarse_mask`).
-    fwhm : float, optional
-        Full width at half maximum of the Gaussian, in mm.
-
-    Returns
-    -------
-    scipy.sparse.csr_matrix of shape (n_studies, coarse.n_voxels), float32
-        Value ``sum_f exp(-d_f^2 / (2 sigma^2))`` over the study's foci ``f``
-        at distance ``d_f <= 3 sigma`` from the voxel centre.
-    """
-    if not np.isfinite(fwhm) or fwhm <= 0:
-        raise CbmaError(f"target FWHM must be a positive number of mm, got {fwhm!r}")
-    arrays = [np.asarray(f, dtype=float).reshape(-1, 3) for f in foci]
-    n_studies = len(arrays)
-    counts = np.array([len(a) for a in arrays], dtype=np.int64)
-    if n_studies == 0 or counts.sum() == 0:
-        return sp.csr_matrix((n_studies, coarse.n_voxels), dtype=np.float32)
-    xyz = np.concatenate(arrays)
-    if not np.all(np.isfinite(xyz)):
-        raise CbmaError("foci must be finite coordinates in mm")
-    study = np.repeat(np.arange(n_studies), counts)
-    sigma = fwhm / np.sqrt(8 * np.log(2))
-    cutoff = 3 * sigma
-    vox = coarse.voxel_size
-    reach = np.ceil(cutoff / vox.min() + 0.5).astype(int)
-    offsets = np.indices((2 * reach + 1,) * 3).reshape(3, -1).T - reach
-    # a focus is at most half a voxel (per axis) from its nearest voxel centre
-    slack = np.linalg.norm(vox) / 2
-    offsets = offsets[np.linalg.norm(offsets * vox, axis=1) <= cutoff + slack]
-    inv = np.linalg.inv(coarse.affine)
-    lookup = np.full(coarse.data.size, -1, dtype=np.int64)
-    lookup[coarse.flat_indices] = np.arange(coarse.n_voxels)
-    shape = np.array(coarse.shape)
-    rows, cols, vals = [], [], []
-    chunk = max(1, 2_000_000 // len(offsets))
-    for start in range(0, len(xyz), chunk):
-        part = xyz[start:start + chunk]
-        centre = np.round(part @ inv[:3, :3].T + inv[:3, 3]).astype(np.int64)
-        cand = centre[:, None, :] + offsets[None, :, :]
-        mm = cand @ coarse.affine[:3, :3].T + coarse.affine[:3, 3]
-        d2 = ((mm - part[:, None, :]) ** 2).sum(-1)
-        ok = (d2 <= cutoff**2) & np.all((cand >= 0) & (cand < shape), axis=-1)
-        focus, which = np.nonzero(ok)
-        col = lookup[np.ravel_multi_index(cand[focus, which].T, coarse.shape)]
-        keep = col >= 0
-        rows.append(study[start + focus[keep]])
-        cols.append(col[keep])
-        vals.append(np.exp(-d2[focus[keep], which[keep]] / (2 * sigma**2)))
-    matrix = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                           shape=(n_studies, coarse.n_voxels)).tocsr()
-    matrix.sum_duplicates()
-    return matrix.astype(np.float32)
-
-
-# ---------------------------------------------------------------------------- text
-
-
-def _normalise(term):
-    return " ".join(str(term).lower().split())
-
-
-def _tokens(text):
-    return _TOKEN.findall(text.lower())
-
-
-def _content(tokens):
-    return [t for t in tokens if t not in ENGLISH_STOP_WORDS]
-
-
-class _Matcher:
-    """Greedy longest-first matching of vocabulary terms in token sequences."""
-
-    def __init__(self, vocabulary):
-        self.terms = [_normalise(t) for t in vocabulary]
-        seen = {}
-        for j, term in enumerate(self.terms):
-            if not term:
-                raise CbmaError(f"vocabulary term {j} is empty")
-            if term in seen:
-                raise CbmaError(f"vocabulary term {term!r} is listed twice "
-                                f"(positions {seen[term]} and {j})")
-            seen[term] = j
-        self.index = {}
-        exact = {}
-        for j, term in enumerate(self.terms):
-            tokens = _tokens(term)
-            key = tuple(_content(tokens))
-            if not key:
-                continue
-            is_exact = len(key) == len(tokens)
-            if key not in self.index or (is_exact and not exact[key]):
-                self.index[key] = j
-                exact[key] = is_exact
-        self.lengths = sorted({len(k) for k in self.index}, reverse=True)
-        self.words = sorted({w for key in self.index for w in key})
-
-    def match(self, tokens):
-        """Indices of the matched terms, in text order, and the unmatched tokens."""
-        found, unmatched = [], []
-        i, n = 0, len(tokens)
-        while i < n:
-            for length in self.lengths:
-                if i + length <= n:
-                    j = self.index.get(tuple(tokens[i:i + length]))
-                    if j is not None:
-                        found.append(j)
-                        i += length
-                        break
-            else:
-                unmatched.append(tokens[i])
-                i += 1
-        return found, unmatched
-
-    def find(self, text):
-        """Indices of the terms matched in a text, in text order."""
-        return self.match(_content(_tokens(text)))[0]
-
-    def nearest(self, words, n=5):
-        """Vocabulary terms and words closest to some unknown words (difflib)."""
-        near = []
-        for word in words:
-            near += difflib.get_close_matches(word, self.words, n=3)
-        near += difflib.get_close_matches(" ".join(words), list(self.terms), n=3)
-        return list(dict.fromkeys(near))[:n]
-
-
-@lru_cache(maxsize=8)
-def _matcher(vocabulary):
-    return _Matcher(vocabulary)
-
-
-def extract_terms(text, vocabulary):
-    """Count the vocabulary terms in a text.
-
-    Parameters
-    ----------
-    text : str
-        Any text (a query, a title, an abstract).
-    vocabulary : sequence of str
-        The terms; matching ignores case and stop words and prefers the
-        longest term (see the module documentation).
-
-    Returns
-    -------
-    dict of str to int
-        Each matched term (normalised: lower case, single spaces) with its
-        number of occurrences, in order of first occurrence; empty when no
-        term matches.
-
-    Examples
-    --------
-    >>> extract_terms("Working memory and memory load", ["memory", "working memory", "load"])
-    {'working memory': 1, 'memory': 1, 'load': 1}
-    """
-    if not isinstance(text, str):
-        raise CbmaError(f"text must be a string, got {type(text).__name__}")
-    matcher = _matcher(tuple(vocabulary))
-    out = {}
-    for j in matcher.find(text):
-        term = matcher.terms[j]
-        out[term] = out.get(term, 0) + 1
-    return out
-
-
-def _count_matrix(texts, matcher):
-    rows, cols = [], []
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise CbmaError(f"text of study {i} must be a string, got {type(text).__name__}")
-        found = matcher.find(text)
-        rows += [i] * len(found)
-        cols += found
-    data = np.ones(len(rows))
-    return sp.csr_matrix((data, (rows, cols)), shape=(len(texts), len(matcher.terms)))
-
-
-def _tfidf(counts, idf):
-    x = sp.csr_matrix(counts, dtype=float) @ sp.diags(idf)
-    x = sp.csr_matrix(x)
-    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
-    scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
-    return sp.csr_matrix(sp.diags(scale) @ x)
 
 
 # ---------------------------------------------------------------------------- model
@@ -559,12 +220,13 @@ class QueryModel:
     fwhm: float
 
     @property
-    def _matcher(self):
-        return _matcher(tuple(self.vocabulary.tolist()))
+    def matcher(self):
+        """The :class:`cbma.text.TermMatcher` of the vocabulary."""
+        return term_matcher(tuple(self.vocabulary.tolist()))
 
     def vectorize(self, texts):
         """L2-normalised TF-IDF of texts (scipy.sparse, n_texts x n_terms)."""
-        return _tfidf(_count_matrix(texts, self._matcher), self.idf)
+        return tfidf(count_matrix(texts, self.matcher), self.idf)
 
     def smooth(self, x):
         """Semantic smoothing ``(1 - w) x + w x M`` of TF-IDF rows (dense result)."""
@@ -611,24 +273,24 @@ class QueryModel:
         """
         if not isinstance(text, str):
             raise CbmaError(f"query must be a string, got {type(text).__name__}")
-        tokens = _tokens(text)
+        tokens = tokenize(text)
         if not tokens:
             raise CbmaError(f"query {text!r} is empty: write a word or phrase such as "
                             "'working memory'")
-        content = _content(tokens)
+        content = content_words(tokens)
         if not content:
             raise CbmaError(f"query {text!r} has only stop words: add a word such as "
                             "'memory' or 'pain'")
-        found, unmatched = self._matcher.match(content)
+        found, unmatched = self.matcher.match(content)
         if not found:
-            near = self._matcher.nearest(content)
+            near = self.matcher.nearest(content)
             hint = ("nearest vocabulary words: " + ", ".join(repr(w) for w in near)
                     if near else "no similar vocabulary word")
             raise CbmaError(f"query {text!r}: no word is in the vocabulary; {hint}")
         terms = {}
         for j in found:
-            terms[self._matcher.terms[j]] = terms.get(self._matcher.terms[j], 0) + 1
-        df = {self._matcher.terms[j]: int(self.df[j]) for j in found}
+            terms[self.matcher.terms[j]] = terms.get(self.matcher.terms[j], 0) + 1
+        df = {self.matcher.terms[j]: int(self.df[j]) for j in found}
         if all(d < self.min_df for d in df.values()):
             listed = ", ".join(f"{t!r} ({d})" for t, d in df.items())
             warnings.warn(f"query {text!r}: every matched term is rare in the training "
@@ -637,7 +299,7 @@ class QueryModel:
         counts = np.zeros((1, len(self.vocabulary)))
         for j in found:
             counts[0, j] += 1
-        xs = self.smooth(_tfidf(counts, self.idf))[0]
+        xs = self.smooth(tfidf(counts, self.idf))[0]
         effect = (xs.astype(np.float32) @ self.coef).astype(np.float32)
         order = np.argsort(-xs, kind="stable")
         weights = {str(self.vocabulary[j]): float(xs[j]) for j in order if xs[j] > 1e-12}
@@ -645,7 +307,10 @@ class QueryModel:
                            effect=effect, terms=terms, weights=weights, unmatched=unmatched)
 
     def to_mask(self, values):
-        """Coarse-grid map(s) interpolated to the brain mask (:func:`resample_masked`)."""
+        """Coarse-grid map(s) interpolated to the brain mask.
+
+        See :func:`cbma.coarse_grid.resample_masked`.
+        """
         return resample_masked(values, self.coarse, self.mask)
 
     def save(self, path):
@@ -745,68 +410,6 @@ def _targets_kind(targets, mask, n_texts):
     return "foci"
 
 
-class _Ridge:
-    """Ridge of centred targets on (a subset of) the smoothed features, in closed form.
-
-    The features are ``X T`` (``T``: ``transform``, terms x features), optionally
-    each scaled by ``scale`` (an adaptive ridge: feature ``j`` is penalised
-    ``alpha / scale_j^2``). From the centred Gram matrix ``G`` of ``X`` and
-    ``X^T Y_c`` only: the eigendecomposition of ``S T^T G T S`` (``S`` =
-    diag(scale)) gives the GCV error of every ``alpha`` and the coefficients.
-    """
-
-    def __init__(self, transform, gram, xty, ysq_c, alphas, n, scale=None):
-        k = transform.shape[1]
-        scale = np.ones(k) if scale is None else np.asarray(scale, dtype=float)
-        gram_s = scale[:, None] * (transform.T @ gram @ transform) * scale[None, :]
-        s2, vecs = np.linalg.eigh((gram_s + gram_s.T) / 2)
-        s2 = np.clip(s2, 0.0, None)
-        # Z = E^T S T^T X^T Y_c (E: eigenvectors): the fit in the eigenbasis; products in
-        # float32 (the slow part at full scale), accumulations in float64
-        self.project = (vecs.T @ (scale[:, None] * transform.T)).astype(np.float32)
-        self.xty, self.s2, self.vecs, self.scale, self.n = xty, s2, vecs, scale, n
-        v = xty.shape[1]
-        # RSS(alpha) per voxel = |Y_c|^2 - sum_j Z_j^2 (s_j^2 + 2 alpha) / (s_j^2 + alpha)^2:
-        # no division by the (possibly zero) eigenvalues s_j^2
-        denom = s2[None, :] + alphas[:, None]
-        explained = (s2[None, :] + 2 * alphas[:, None]) / denom**2
-        rss = np.empty((alphas.size, v))
-        for c in range(0, v, _VOXEL_BLOCK):
-            z = self.project @ xty[:, c:c + _VOXEL_BLOCK].astype(np.float32)
-            zz = np.square(z, dtype=float)
-            rss[:, c:c + _VOXEL_BLOCK] = ysq_c[None, c:c + _VOXEL_BLOCK] - explained @ zz
-        rss = np.maximum(rss, 0.0)
-        dof = 1 + (s2[None, :] / denom).sum(axis=1)
-        self.gcv = rss.sum(axis=1) / (n * v) / (1 - np.minimum(dof, n - 0.5) / n) ** 2
-        best = int(np.argmin(self.gcv))
-        self.alpha = float(alphas[best])
-        self.residual_var = rss[best] / n
-        self.solve = (scale[:, None] * ((vecs / (s2 + self.alpha)) @ self.project.astype(float))
-                      ).astype(np.float32)
-
-    def coef(self, start, stop):
-        """Coefficients (features x voxels ``start:stop``), float32."""
-        return self.solve @ self.xty[:, start:stop].astype(np.float32)
-
-    def z_energy(self):
-        """NeuroQuery's feature "z-energy": mean over voxels of ``max(z, 0)^2``.
-
-        ``z = coef / sqrt(var + mean var)``, ``var`` the sampling variance of
-        each coefficient (``||row of the hat factor||^2 x`` the voxel's residual
-        variance).
-        """
-        spread = (self.scale[:, None] * self.vecs) ** 2 @ (
-            self.s2 / (self.s2 + self.alpha) ** 2)
-        floor = spread.mean() * self.residual_var.mean()
-        energy = np.zeros(spread.size)
-        v = self.xty.shape[1]
-        for c in range(0, v, _VOXEL_BLOCK):
-            block = np.maximum(self.coef(c, c + _VOXEL_BLOCK), 0).astype(float)
-            var = np.outer(spread, self.residual_var[c:c + _VOXEL_BLOCK]) + floor
-            energy += (block**2 / np.maximum(var, 1e-300)).sum(axis=1)
-        return energy / v
-
-
 def fit_query_model(texts, vocabulary, targets, mask, *, n_components="auto",
                     smoothing=DEFAULT_SMOOTHINGS,
                     alphas=DEFAULT_ALPHAS, voxel_mm=4.0, fwhm=9.0, decomposition="nmf",
@@ -822,8 +425,8 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components="auto",
         The terms, possibly multi-word.
     targets : sequence of array-like of shape (n_i, 3), or matrix of shape (n_studies, n_voxels)
         Each study's foci in MNI mm (turned into Gaussian maps, see
-        :func:`foci_targets`), or each study's map on ``mask`` (for example
-        sparse MKDA MA maps), averaged onto the coarse grid.
+        :func:`cbma.coarse_grid.foci_targets`), or each study's map on ``mask``
+        (for example sparse MKDA MA maps), averaged onto the coarse grid.
     mask : cbma.space.BrainMask
         The brain mask (MNI152 2 mm).
     n_components : int or "auto", optional
@@ -872,10 +475,10 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components="auto",
         On mismatched inputs, an empty vocabulary, a bad parameter, or when no
         study has both a known term and a non-empty target map.
     """
-    terms = [_normalise(t) for t in vocabulary]
+    terms = [normalise_term(t) for t in vocabulary]
     if not terms:
         raise CbmaError("the vocabulary is empty")
-    matcher = _matcher(tuple(terms))
+    matcher = term_matcher(tuple(terms))
     smoothings = _smoothings(smoothing)
     alphas = np.asarray(alphas, dtype=float).ravel()
     if alphas.size == 0 or not np.all(np.isfinite(alphas)) or np.any(alphas <= 0):
@@ -888,11 +491,11 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components="auto",
             raise CbmaError(f"term counts have {counts.shape[1]} columns, the vocabulary "
                             f"{len(terms)} terms")
     else:
-        counts = _count_matrix(list(texts), matcher)
+        counts = count_matrix(list(texts), matcher)
     n_all = counts.shape[0]
     kind = _targets_kind(targets, mask, n_all)
     coarse = coarse_mask(mask, voxel_mm)
-    agg = _fine_to_coarse(mask, coarse) if kind == "maps" else None
+    agg = fine_to_coarse(mask, coarse) if kind == "maps" else None
 
     # blocks of targets: keep studies whose map is not empty
     p, v = len(terms), coarse.n_voxels
@@ -914,7 +517,7 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components="auto",
     if not df.any():
         raise CbmaError("no vocabulary term occurs in the study texts")
     idf = np.where(df > 0, 1.0 + np.log(n / np.maximum(df, 1)), 0.0)
-    x = _tfidf(counts, idf)
+    x = tfidf(counts, idf)
 
     if n_components == "auto":
         n_components = min(_MAX_COMPONENTS, max(1, int((df > 0).sum()) // 10))
@@ -946,8 +549,8 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components="auto",
         xbt = sp.csr_matrix(x[row:row + y.shape[0]].T)
         row += y.shape[0]
         dense = y.toarray().astype(float)
-        for c in range(0, v, _VOXEL_BLOCK):  # in voxel blocks: no terms x voxels temporary
-            xty[:, c:c + _VOXEL_BLOCK] += xbt @ dense[:, c:c + _VOXEL_BLOCK]
+        for c in range(0, v, VOXEL_BLOCK):  # in voxel blocks: no terms x voxels temporary
+            xty[:, c:c + VOXEL_BLOCK] += xbt @ dense[:, c:c + VOXEL_BLOCK]
         ysum += dense.sum(axis=0)
         ysq += np.einsum("ij,ij->j", dense, dense)
         del dense
@@ -958,7 +561,7 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components="auto",
     ysq_c = ysq - n * ybar**2   # per voxel: |Y_c|^2
 
     # ridge on the smoothed features, all of them, at the least smoothing tried
-    fit = _Ridge(transform(smoothings[0], np.arange(p)), gram, xty, ysq_c, alphas, n)
+    fit = RidgeGCV(transform(smoothings[0], np.arange(p)), gram, xty, ysq_c, alphas, n)
     fits = {smoothings[0]: fit}
     selected, scale = np.arange(p), None
     if screening:
@@ -981,8 +584,8 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components="auto",
     best_gcv = np.inf
     smoothing_gcv = np.empty(len(smoothings))
     for i, w in enumerate(smoothings):
-        this = fits.pop(w, None) or _Ridge(transform(w, selected), gram, xty, ysq_c, alphas,
-                                           n, scale=scale)
+        this = fits.pop(w, None) or RidgeGCV(transform(w, selected), gram, xty, ysq_c, alphas,
+                                             n, scale=scale)
         smoothing_gcv[i] = this.gcv.min()
         if i == 0 or smoothing_gcv[i] < best_gcv:
             best_gcv, fit, smoothing = smoothing_gcv[i], this, w
@@ -990,10 +593,10 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components="auto",
     xbar_s = (xbar @ transform(smoothing, selected)).astype(np.float32)
     coef = np.zeros((p, v), dtype=np.float32)
     intercept = ybar.astype(np.float32)
-    for c in range(0, v, _VOXEL_BLOCK):
-        block = fit.coef(c, c + _VOXEL_BLOCK)
-        coef[selected, c:c + _VOXEL_BLOCK] = block
-        intercept[c:c + _VOXEL_BLOCK] -= xbar_s @ block
+    for c in range(0, v, VOXEL_BLOCK):
+        block = fit.coef(c, c + VOXEL_BLOCK)
+        coef[selected, c:c + VOXEL_BLOCK] = block
+        intercept[c:c + VOXEL_BLOCK] -= xbar_s @ block
     alpha, gcv = fit.alpha, fit.gcv
     del xty, fit
     return QueryModel(
@@ -1003,3 +606,12 @@ def fit_query_model(texts, vocabulary, targets, mask, *, n_components="auto",
         smoothing_gcv=smoothing_gcv, coef=coef, intercept=intercept, alpha=alpha,
         alphas=alphas, gcv=gcv, mask=mask, coarse=coarse, n_studies=int(n),
         min_df=int(min_df), fwhm=float(fwhm))
+
+
+def model_options(settings, n_terms):
+    """Keyword arguments of :func:`fit_query_model` from the ``text_model`` config."""
+    rank = settings["n_components"]
+    if rank != "auto":
+        rank = int(min(rank, max(n_terms - 1, 1)))
+    return {"n_components": rank, "smoothing": settings["smoothing"],
+            "voxel_mm": settings["grid_mm"]}
