@@ -84,8 +84,8 @@ def synthetic_table(mask_path, n_exp=200, per=20, n=20, seed=0):
 
 CBMA_WORKER = COMMON + """
 from concurrent.futures import ThreadPoolExecutor
-from cbma import (ale, chi2, compare, coordinates, correct, dataset, kernels, mkda, null, space,
-                  spheres, stats)
+from cbma import (ale, chi2, compare, coordinates, correct, dataset, kernels, layout, mkda, null,
+                  space, spheres, stats)
 
 item, n_iters, mask_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 sleuth, radius = json.loads(sys.argv[4]), float(sys.argv[5])
@@ -164,7 +164,7 @@ elif item == "subtraction":
     null_ = compare.merge_chunks(chunks, n_iters)
     maps = compare.subtraction_maps(compare.observed_difference(pooled), null_)
     wall = time.perf_counter() - start
-    result = {"n_p_below_0.05": int((maps[f"p_{compare.CONTRAST}"] < 0.05).sum())}
+    result = {"n_p_below_0.05": int((maps[f"p_{layout.CONTRAST}"] < 0.05).sum())}
 else:
     table = table_of(item.removeprefix("ale_"))
     exps, fwhms, _ = ma_of(table)

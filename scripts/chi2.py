@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from cbma import chi2, clusters, io, selection, space
+from cbma import chi2, clusters, io, layout, selection, space
 from cbma.runner import run
 
-FDR = "level-voxel_corr-FDR_method-indep"
+FDR = layout.FDR
 
 
 def main(job):
@@ -32,15 +32,16 @@ def main(job):
     q = smk.params.q
     for test in ("uniformity", "association"):
         keep = maps[f"p_desc-{test}_{FDR}"] < q
-        maps[f"z_desc-{test}_{FDR}_thresholded"] = np.where(keep, maps[f"z_desc-{test}"], 0.0)
+        maps[layout.thresholded(f"z_desc-{test}_{FDR}")] = np.where(keep, maps[f"z_desc-{test}"],
+                                                                    0.0)
     io.save_named_maps(mask, maps, smk.output.maps)
-    shown = maps[f"z_desc-association_{FDR}_thresholded"]
+    shown = maps[layout.SHOWN_CHI2_MAP]
     atlas = clusters.load_atlas(smk.input.atlas, smk.input.atlas_labels)
     table, _ = clusters.cluster_table(shown, mask, threshold=0.0, peak_map=shown, atlas=atlas,
                                       p=maps[f"p_desc-association_{FDR}"],
                                       min_size=smk.params.min_size)
     io.write_tsv(table, smk.output.table[0])
-    n_assoc = int((maps[f"z_desc-association_{FDR}_thresholded"] != 0).sum())
+    n_assoc = int((shown != 0).sum())
     job.log(f"{name}: {ma1.shape[0]} vs {ma2.shape[0]} experiments; {n_assoc} voxels with "
             f"FDR-adjusted association p < {q:g}", echo=True)
     job.finish(extra={"n_group1": ma1.shape[0], "n_group2": ma2.shape[0],

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cbma import clusters, diagnostics, io, selection, space
+from cbma import clusters, diagnostics, estimators, io, selection, space
 from cbma.runner import run
 
 
@@ -23,7 +23,7 @@ def main(job):
     # p comes back from float32 -log10 p: keep the digits that mean something
     table["Cluster p"] = table["Cluster p"].map(lambda v: float(f"{v:.6g}"))
     labels = label_maps["positive"]
-    statistic = "ale" if p.estimator == "ale" else "sum"
+    statistic = estimators.get(p.estimator).diagnostics_statistic
     ma, ids = selection.selected_ma(inp.ma, inp.selection)
     ids = list(ids)
     coords = selection.selected_coordinates(io.read_tsv(inp.coordinates), ids)

@@ -2,10 +2,8 @@
 
 import pandas as pd
 
-from cbma import ale, io, mkda, selection, space
+from cbma import estimators, io, selection, space
 from cbma.runner import run
-
-ESTIMATORS = {"ale": ale.ale, "mkda": mkda.mkda_density, "kda": mkda.kda}
 
 
 def main(job):
@@ -13,7 +11,7 @@ def main(job):
     estimator = smk.params.estimator
     mask = space.load_mask(smk.input.mask)
     ma, ids = selection.selected_ma(smk.input.ma, smk.input.selection)
-    maps, (centres, weights) = ESTIMATORS[estimator](ma)
+    maps, (centres, weights) = estimators.get(estimator).fit(ma)
     io.save_named_maps(mask, maps, smk.output.maps)
     io.write_tsv(pd.DataFrame({"stat": centres, "probability": weights}), smk.output.null[0])
     job.log(f"{smk.wildcards.analysis}: {estimator} of {len(ids)} experiments, max stat "

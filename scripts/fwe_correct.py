@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from cbma import correct, io, space, stats
+from cbma import correct, io, layout, space, stats
 from cbma.runner import run
 
 
@@ -24,8 +24,8 @@ def main(job):
         stat, mask, threshold, nulls["max_stat"], nulls["max_cluster_size"],
         nulls["max_cluster_mass"])
     maps = correct.corrected_maps(p_maps)
-    for level, pv in p_maps.items():
-        maps[f"z_{level}_corr-FWE_method-montecarlo_thresholded"] = np.where(pv < p.alpha, z, 0)
+    for kind, pv in p_maps.items():
+        maps[layout.thresholded(layout.fwe_map("z", kind))] = np.where(pv < p.alpha, z, 0)
     io.save_named_maps(mask, maps, smk.output.maps)
     io.write_tsv(nulls, smk.output.null[0])
 

@@ -1,9 +1,8 @@
 """Rule fwe_null: one chunk of Monte Carlo iterations of the FWE null."""
 
-import numpy as np
 import pandas as pd
 
-from cbma import coordinates, io, kernels, null, selection, space, spheres, stats
+from cbma import chunks, coordinates, estimators, io, null, selection, space, stats
 from cbma.runner import run
 
 
@@ -18,15 +17,8 @@ def main(job):
                                      hist["probability"].to_numpy())
     exps = coordinates.experiments_table(table)
     mask = space.load_mask(smk.input.mask)
-    n_foci = exps["n_foci"].to_numpy()
-    if p.estimator == "ale":
-        fwhms = kernels.experiment_fwhms(exps.sample_size.to_numpy(), **p.kernel)
-        model = null.RandomFociModel(n_foci, fwhms, mask)
-    else:
-        offsets = spheres.sphere_offsets(p.kernel["r"], mask.voxel_size)
-        model = null.SphereFociModel(n_foci, offsets, mask, value=p.kernel["value"],
-                                     sum_overlap=p.estimator == "kda")
-    iterations = np.arange(chunk * p.chunk_size, (chunk + 1) * p.chunk_size)
+    model = estimators.get(p.estimator).null_model(exps, mask, p.kernel)
+    iterations = chunks.chunk_iterations(chunk, p.chunk_size)
     job.log(f"{analysis}: iterations {iterations[0]}-{iterations[-1]}, cluster-forming "
             f"{p.estimator} statistic > {threshold:g} (p < {p.voxel_thresh:g})")
     values = null.run_iterations(model, p.seed, analysis, iterations, threshold, log=job.log)

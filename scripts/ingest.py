@@ -4,28 +4,13 @@ from cbma import coordinates, dataset, io, space, term_weights
 from cbma.runner import run
 
 
-def sample_size_users(config, dataset_name):
-    """The ALE analyses of a dataset whose kernel comes from each experiment's sample size.
-
-    Their MA maps need every experiment's sample size, so a missing one is
-    reported here, at ingest, naming the study, rather than later without.
-    """
-    users = [f"{section}.{name}"
-             for section, default in (("analyses", "ale"), ("coactivation", "mkda_chi2"))
-             for name, a in (config.get(section) or {}).items()
-             if a.get("dataset") == dataset_name and a.get("estimator", default) == "ale"
-             and not {"fwhm", "sample_size"} & set(a.get("kernel") or {})]
-    return f"the ALE analysis {users[0]}" if users else None
-
-
 def main(job):
     smk = job.smk
     p = smk.params
     files = list(smk.input.files)
     features = files.pop() if p.features else None
-    table, weights, studies = dataset.load_dataset(
-        files, p.format, p.talairach_transform, features=features,
-        need_sample_size=sample_size_users(smk.config, smk.wildcards.dataset))
+    table, weights, studies = dataset.load_dataset(files, p.format, p.talairach_transform,
+                                                   features=features)
     mask = space.load_mask(smk.input.mask)
     inside = mask.contains(space.mm_to_vox(table[["x", "y", "z"]].to_numpy(), mask.affine))
     n_out = int((~inside).sum())

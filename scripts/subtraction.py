@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from cbma import clusters, compare, io, selection, space
+from cbma import clusters, compare, io, layout, selection, space
 from cbma.runner import run
 
 
@@ -19,17 +19,16 @@ def main(job):
                    for f in smk.input.significant] or [None, None]
     maps = compare.subtraction_maps(difference, null, p.mode, *significant)
     maps.update(compare.subtraction_fwe_maps(difference, null))
-    z_name = f"z_{compare.CONTRAST}"
-    maps[f"{z_name}_thresholded"] = np.where(maps[f"p_{compare.CONTRAST}"] < p.alpha,
-                                             maps[z_name], 0.0)
+    z_name, shown = f"z_{layout.CONTRAST}", layout.SHOWN_SUBTRACTION_MAP
+    maps[shown] = np.where(maps[f"p_{layout.CONTRAST}"] < p.alpha, maps[z_name], 0.0)
     io.save_named_maps(mask, maps, smk.output.maps)
     atlas = clusters.load_atlas(smk.input.atlas, smk.input.atlas_labels)
-    table, _ = clusters.cluster_table(maps[f"{z_name}_thresholded"], mask, threshold=0.0,
+    table, _ = clusters.cluster_table(maps[shown], mask, threshold=0.0,
                                       peak_map=maps[z_name], atlas=atlas)
     io.write_tsv(table, smk.output.table[0])
     io.write_tsv(pd.DataFrame({"iteration": null["iterations"], "max_abs_difference":
                                null["max_abs"]}), smk.output.null[0])
-    n_sig = int((maps[f"{z_name}_thresholded"] != 0).sum())
+    n_sig = int((maps[shown] != 0).sum())
     job.log(f"{smk.wildcards.contrast} ({' minus '.join(p.analyses)}): {n_sig} voxels with "
             f"p < {p.alpha:g} ({p.mode} mode, {p.n_iters} permutations)", echo=True)
     job.finish(outputs=[*smk.output.maps, *smk.output.table, *smk.output.null])

@@ -10,7 +10,7 @@ from fixtures.reference import nimare_map, nimare_volume
 from scipy.special import gammaln
 from test_estimators import _fit
 
-from cbma import ale, compare, kernels, space
+from cbma import ale, chunks, compare, kernels, space
 from cbma.errors import CbmaError, InputFileError
 from cbma.stats import null_to_p, p_to_z
 
@@ -148,9 +148,11 @@ def test_merge_and_chunk_bounds_are_checked(pooled, tmp_path):
         compare.merge_chunks([a, b])
     with pytest.raises(CbmaError, match="expected permutations 0-4"):
         compare.merge_chunks([a], n_iters=5)
-    np.testing.assert_array_equal(compare.chunk_iterations(2, 4, 10), [8, 9])
+    np.testing.assert_array_equal(chunks.chunk_iterations(2, 4, 10), [8, 9])
+    np.testing.assert_array_equal(chunks.chunk_iterations(2, 4), [8, 9, 10, 11])
+    assert chunks.n_chunks(10, 4) == 3 and chunks.n_chunks(8, 4) == 2
     with pytest.raises(CbmaError, match="outside"):
-        compare.chunk_iterations(3, 4, 10)
+        chunks.chunk_iterations(3, 4, 10)
     (tmp_path / "bad.npz").write_text("not a zip")
     with pytest.raises(InputFileError, match="bad.npz"):
         compare.load_chunk(tmp_path / "bad.npz")

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from conftest import KNOWLEDGE, MASK, REPO
 from fixtures.reference import nimare_arrays, nimare_file, nimare_map
 
-from cbma import clusters, coordinates, dataset, diagnostics, io, kernels, space
+from cbma import clusters, coordinates, dataset, diagnostics, io, kernels, layout, space
 from cbma.errors import CbmaError
 
 TEMPLATES = REPO / "resources" / "templates"
@@ -224,14 +224,14 @@ def test_atlas_lookup_goes_through_mm():
 
 
 def test_names_of_outputs():
-    assert diagnostics.cluster_table_name(TARGET) == f"{TARGET}_tab-clust"
-    assert diagnostics.counts_table_name(TARGET, "Jackknife") == \
+    assert layout.cluster_table(TARGET) == f"{TARGET}_tab-clust"
+    assert layout.counts_table(TARGET, "Jackknife") == \
         f"{TARGET}_diag-Jackknife_tab-counts_tail-positive"
-    assert diagnostics.label_map_name(TARGET, "negative") == \
+    assert layout.label_map(TARGET, "negative") == \
         "label_desc-size_level-cluster_corr-FWE_method-montecarlo_tail-negative"
-    assert diagnostics.label_map_name("z") == "label_tail-positive"
+    assert layout.label_map("z") == "label_tail-positive"
     with pytest.raises(CbmaError, match="tail"):
-        diagnostics.label_map_name(TARGET, "both")
+        layout.label_map(TARGET, "both")
 
 
 # --------------------------------------------------------------------------
@@ -267,10 +267,10 @@ def _reference(setting, diag, kind):
     """NiMARE's label map (masked vector) or the path of one of its tables."""
     base = f"{DIAG}/{setting}/knowledge_{diag}_"
     if kind == "label":
-        return nimare_map(base + diagnostics.label_map_name(TARGET))
+        return nimare_map(base + layout.label_map(TARGET))
     if kind == "clust":
-        return nimare_file(base + diagnostics.cluster_table_name(TARGET) + ".tsv")
-    return nimare_file(base + diagnostics.counts_table_name(TARGET, diag) + ".tsv")
+        return nimare_file(base + layout.cluster_table(TARGET) + ".tsv")
+    return nimare_file(base + layout.counts_table(TARGET, diag) + ".tsv")
 
 
 def _matching(knowledge, setting, ours):

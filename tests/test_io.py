@@ -3,10 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATA, KNOWLEDGE, RELATED, SLEUTH
+from conftest import DATA, KNOWLEDGE, MASK, RELATED, SLEUTH
 from fixtures.reference import nimare_file
 
-from cbma import coordinates, dataset, io, space
+from cbma import coordinates, dataset, estimators, io, space
 from cbma.errors import CbmaError, InputFileError
 
 
@@ -245,12 +245,17 @@ def test_nimare_json_missing_sample_size_is_legal_until_ale_needs_it(tmp_path, m
     path = _nimare_json(tmp_path / "d.json", metadata)
     exps = coordinates.experiments_table(dataset.read_dataset(path, "nimare_json"))
     assert exps["sample_size"].tolist()[0] == 20 and np.isnan(exps["sample_size"][1])
-    with pytest.raises(InputFileError) as err:   # what an ALE analysis of it asks for
-        dataset.load_dataset(path, "nimare_json", need_sample_size="the ALE analysis analyses.x")
+    table = dataset.read_dataset(path, "nimare_json")
+    mask = space.BrainMask(data=np.ones((12, 12, 12), dtype=bool), affine=np.eye(4))
+    with pytest.raises(CbmaError) as err:   # what an ALE analysis of it asks for
+        estimators.ma_maps("ale", table, mask, {})
     assert str(err.value) == (
-        f"{path}: study 's1', contrast 'c2' has no sample size (1 of 2 experiments have "
-        "none), which the ALE analysis analyses.x needs: add metadata.sample_sizes, or give "
-        "the analysis a kernel of its own (kernel: {fwhm: ...} or {sample_size: ...})")
+        f"{path.name}: study 's1', contrast 'c2' has no sample size (1 of 2 experiments have "
+        "none), which the ALE kernel needs: add the sample sizes, or give the analysis a "
+        "kernel of its own (kernel: {fwhm: ...} or {sample_size: ...})")
+    ma, ids, _ = estimators.ma_maps("ale", table, mask, {"fwhm": 8})  # a kernel of its own
+    assert ma.shape[0] == 2 and list(ids) == ["s1-c1", "s1-c2"]
+    assert estimators.ma_maps("mkda", table, mask, {"r": 4, "value": 1})[0].shape[0] == 2
 
 
 def test_unreadable_file_is_one_line(tmp_path, monkeypatch):
@@ -341,10 +346,13 @@ def test_ingest_errors_are_one_line_in_the_workflow(tmp_path):
     # an ALE analysis with per-experiment kernels, a contrast without sample size
     nimare = _nimare_json(tmp_path / "d.json", {})
     write_config(tmp_path, _dataset_config(nimare, "nimare_json"))
-    res = _workflow(tmp_path, "results/datasets/d/coordinates.tsv")
+    res = _workflow(tmp_path, "results/datasets/d/ma-ale.npz")
     assert _one_line_error(res).startswith(
-        f"{nimare}: study 's1', contrast 'c2' has no sample size (1 of 2 experiments have "
-        "none), which the ALE analysis analyses.a needs")
+        f"{nimare.name}: study 's1', contrast 'c2' has no sample size (1 of 2 experiments "
+        "have none), which the ALE kernel needs")
+    # MKDA needs no sample size: the same dataset gets its sphere maps
+    write_config(tmp_path, _dataset_config(nimare, "nimare_json", estimator="mkda"))
+    assert _workflow(tmp_path, "results/datasets/d/ma-mkda-r10.npz").returncode == 0
 
 
 def test_unreadable_input_and_results_stop_before_anything_runs(tmp_path):
@@ -374,10 +382,9 @@ def test_unreadable_input_and_results_stop_before_anything_runs(tmp_path):
 
 def test_neurosynth_dataset_for_an_ale_kernel_is_one_line():
     database = KNOWLEDGE.parent / "synthetic_neurosynth" / "database.txt.gz"
-    with pytest.raises(InputFileError) as err:
-        dataset.load_dataset(database, "neurosynth", terms=False,
-                             need_sample_size="the ALE analysis analyses.x")
-    assert str(err.value) == (
-        f"{database}: a neurosynth dataset records no sample sizes, which the ALE analysis "
-        "analyses.x needs: give the analysis a kernel of its own (kernel: {fwhm: ...} or "
-        "{sample_size: ...})")
+    table = dataset.load_dataset(database, "neurosynth", terms=False)[0]
+    with pytest.raises(CbmaError) as err:
+        estimators.ma_maps("ale", table, space.load_mask(MASK), {})
+    assert str(err.value).startswith(f"{database.name}: study ")
+    assert "has no sample size (1000 of 1000 experiments have none), which the ALE kernel " \
+        "needs" in str(err.value)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from cbma import compare
+from cbma import compare, layout
 
-NAME = compare.CONTRAST
+NAME = layout.CONTRAST
 N_PER_GROUP = 10
 N_PERM = 4000
 MA = 0.02

@@ -46,10 +46,10 @@ import scipy.sparse as sp
 
 from .errors import CbmaError, InputFileError
 from .io import load_arrays, save_arrays
+from .layout import CONTRAST, SUBTRACTION_FWE, is_thresholded
 from .null import iteration_rng
 from .stats import null_to_p, p_to_logp, p_to_z
 
-CONTRAST = "desc-group1MinusGroup2"
 MODES = ("nimare", "eickhoff2012")
 CHUNK_ARRAYS = ("iterations", "n_ge", "n_le", "max_abs")
 BATCH = 64  # permutations per pass over the voxels; results do not depend on it
@@ -278,19 +278,6 @@ def permutation_chunk(pooled, seed, contrast, iterations, batch=BATCH):
     return {"iterations": iterations, "n_ge": full_ge, "n_le": full_le, "max_abs": max_abs}
 
 
-def chunk_iterations(chunk, chunk_size, n_iters):
-    """Permutation numbers of chunk ``chunk``: fixed-size blocks, the last one cut at ``n_iters``.
-
-    Unlike the FWE null, whose gather can drop surplus iterations, the
-    subtraction's per-voxel counts cannot be cut afterwards, so every chunk
-    must hold exactly the permutations the analysis asks for.
-    """
-    start = chunk * chunk_size
-    if chunk < 0 or chunk_size < 1 or start >= n_iters:
-        raise CbmaError(f"chunk {chunk} of size {chunk_size} is outside {n_iters} permutations")
-    return np.arange(start, min(start + chunk_size, n_iters), dtype=np.int64)
-
-
 def merge_chunks(chunks, n_iters=None):
     """Add up chunk results into the null of the whole run.
 
@@ -456,7 +443,7 @@ def subtraction_fwe_maps(difference, null):
     """
     difference, _ = _check_null(difference, null)
     p = null_to_p(np.abs(difference), null["max_abs"])
-    suffix = f"{CONTRAST}_level-voxel_corr-FWE_method-montecarlo"
+    suffix = SUBTRACTION_FWE
     return {
         f"p_{suffix}": p,
         f"z_{suffix}": p_to_z(p, tail="two") * _sign(null),
@@ -511,7 +498,7 @@ def conjunction_threshold(map_name, alpha):
     -------
     float
     """
-    if map_name.endswith("_thresholded"):
+    if is_thresholded(map_name):
         return 0.0
     if "_corr-" not in map_name:
         raise CbmaError(f"a conjunction takes corrected maps; {map_name!r} is not one")

@@ -12,6 +12,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from . import estimators
 from .errors import CbmaError, InputFileError
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -77,8 +78,6 @@ def _check_duplicate_keys(path, node, where, visited):
             _check_duplicate_keys(path, value, name, visited)
 
 
-MKDA_FAMILY = ("mkda", "kda", "mkda_chi2")
-ESTIMATORS_WITH_FWE = ("ale", "mkda", "kda")
 
 
 def load_config(config, schema_path, config_files=()):
@@ -310,25 +309,23 @@ def _canonical_form(config):
 def _check_analysis(where, analysis):
     """An analysis' kernel, correction and mkda_chi2-only keys suit its estimator."""
     estimator = analysis["estimator"]
-    kernel = analysis["kernel"]
-    if estimator == "ale":
-        bad = sorted(set(kernel) - {"fwhm", "sample_size"})
-        if bad:
-            raise CbmaError(f"config: {where}.kernel.{bad[0]}: not an ALE kernel option "
-                            "(ALE takes fwhm or sample_size)")
-    else:
-        bad = sorted(set(kernel) - {"r", "value"})
-        if bad:
-            raise CbmaError(f"config: {where}.kernel.{bad[0]}: not an option of the "
-                            f"{estimator} kernel (it takes r and value)")
+    est = estimators.get(estimator)
+    options = estimators.KERNEL_OPTIONS[est.kernel]
+    bad = sorted(set(analysis["kernel"]) - set(options))
+    if bad and est.kernel == "ale":
+        raise CbmaError(f"config: {where}.kernel.{bad[0]}: not an ALE kernel option "
+                        "(ALE takes fwhm or sample_size)")
+    if bad:
+        raise CbmaError(f"config: {where}.kernel.{bad[0]}: not an option of the "
+                        f"{estimator} kernel (it takes {' and '.join(options)})")
     method = analysis["correction"]["method"]
-    if estimator == "mkda_chi2" and method != "fdr":
-        raise CbmaError(f"config: {where}.correction.method: mkda_chi2 is corrected with "
+    if not est.fwe and method != "fdr":
+        raise CbmaError(f"config: {where}.correction.method: {estimator} is corrected with "
                         "fdr (Benjamini-Hochberg), not montecarlo")
-    if estimator != "mkda_chi2" and method != "montecarlo":
+    if est.fwe and method != "montecarlo":
         raise CbmaError(f"config: {where}.correction.method: {estimator} is corrected with "
                         "montecarlo (FWE); fdr is for mkda_chi2")
-    if estimator != "mkda_chi2":
+    if est.fwe:
         for key, default in (("versus", "rest"), ("naming", "nimare")):
             if analysis[key] != default:
                 raise CbmaError(f"config: {where}.{key}: only for estimator mkda_chi2")
@@ -357,7 +354,7 @@ def _check_combinations(config):
                                 "kernel radius r")
     for name, block in config["conjunctions"].items():
         for a in block["analyses"]:
-            if analyses[a]["estimator"] not in ESTIMATORS_WITH_FWE:
+            if analyses[a]["estimator"] not in estimators.WITH_FWE:
                 raise CbmaError(f"config: conjunctions.{name}.analyses: {a} has no "
                                 "FWE-corrected maps (estimator mkda_chi2)")
     for name, block in config["queries"].items():

@@ -291,8 +291,8 @@ def read_nimare_json(path):
     Each contrast with coordinates becomes one experiment; its sample size is
     the mean of ``metadata.sample_sizes`` (or ``metadata.sample_size``), and
     is left missing when absent or null, as NiMARE leaves it (an ALE analysis
-    with a per-experiment kernel then stops at ingest, naming the contrast:
-    see :func:`cbma.dataset.load_dataset`).
+    with a per-experiment kernel then stops when its MA maps are built,
+    naming the contrast: see :func:`cbma.estimators.ma_maps`).
 
     Raises
     ------

@@ -3,6 +3,7 @@
 import numpy as np
 from scipy import special
 
+from . import layout
 from .clusters import label_clusters
 from .errors import CbmaError
 from .stats import null_to_p, p_to_logp, p_to_z
@@ -27,10 +28,11 @@ def fwe_montecarlo(stat, mask, threshold, null_max_stat, null_max_size, null_max
     labels, sizes, masses = label_clusters(stat, mask, threshold)
     size_of_voxel = np.r_[0, sizes][labels]
     mass_of_voxel = np.r_[0.0, masses][labels]
+    voxel, size, mass = layout.FWE_KINDS
     p = {
-        "level-voxel": null_to_p(stat, null_max_stat),
-        "desc-size_level-cluster": null_to_p(size_of_voxel, null_max_size),
-        "desc-mass_level-cluster": null_to_p(mass_of_voxel, null_max_mass),
+        voxel: null_to_p(stat, null_max_stat),
+        size: null_to_p(size_of_voxel, null_max_size),
+        mass: null_to_p(mass_of_voxel, null_max_mass),
     }
     return p, {"labels": labels, "sizes": sizes, "masses": masses}
 
@@ -38,10 +40,9 @@ def fwe_montecarlo(stat, mask, threshold, null_max_stat, null_max_size, null_max
 def corrected_maps(p_maps, method="montecarlo"):
     """NiMARE-named ``z_``/``logp_`` maps of FWE-corrected p maps (one-sided z)."""
     maps = {}
-    for name, p in p_maps.items():
-        suffix = f"{name}_corr-FWE_method-{method}"
-        maps[f"z_{suffix}"] = p_to_z(p)
-        maps[f"logp_{suffix}"] = p_to_logp(p)
+    for kind, p in p_maps.items():
+        maps[layout.fwe_map("z", kind, method)] = p_to_z(p)
+        maps[layout.fwe_map("logp", kind, method)] = p_to_logp(p)
     return maps
 
 
@@ -275,7 +276,7 @@ def fdr_indep_maps(maps, descs=FDR_DESCS):
     for desc in descs:
         log_q = fdr_bh_log(-np.asarray(maps[f"logp_desc-{desc}"], dtype=float) * np.log(10.0))
         sign = np.sign(maps[f"z_desc-{desc}"])
-        suffix = f"desc-{desc}_level-voxel_corr-FDR_method-indep"
+        suffix = f"desc-{desc}_{layout.FDR}"
         out[f"p_{suffix}"] = np.exp(log_q)
         out[f"z_{suffix}"] = -special.ndtri_exp(log_q - np.log(2.0)) * sign
         out[f"logp_{suffix}"] = -log_q / np.log(10.0)

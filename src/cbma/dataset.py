@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from . import neurosynth
 from .coordinates import experiments_table, read_nimare_json, read_sleuth
-from .errors import CbmaError, InputFileError
+from .errors import CbmaError
 from .io import unreadable
 from .space import tal2mni
 from .term_weights import TermWeights, empty_term_weights
@@ -46,8 +46,7 @@ def read_dataset(paths, fmt, talairach_transform="icbm_other"):
     return load_dataset(paths, fmt, talairach_transform, terms=False)[0]
 
 
-def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None, terms=True,
-                 need_sample_size=None):
+def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None, terms=True):
     """Read a dataset: its foci in MNI space, its term weights and its studies.
 
     Parameters
@@ -65,10 +64,6 @@ def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None, te
         ``neurosynth`` only: the study x term weights (``features.txt``).
     terms : bool
         Read the term weights (False: the weights returned are empty).
-    need_sample_size : str, optional
-        What needs every experiment's sample size (e.g. ``"the ALE analysis
-        analyses.x"``): an experiment without one is then an error naming its
-        file, study and contrast, and this.
 
     Returns
     -------
@@ -85,8 +80,7 @@ def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None, te
     CbmaError
         One line naming the file: a malformed file (see the readers), one
         that cannot be read (``<file>: cannot read (permission denied)``),
-        an experiment id in two files, or a sample size missing where
-        ``need_sample_size`` says it is needed.
+        or an experiment id in two files.
     """
     known = [*READERS, *TERM_FORMATS]
     if fmt not in known:
@@ -106,8 +100,6 @@ def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None, te
             raise CbmaError(f"{p}: experiment {exp!r} is also in {first[exp]}; "
                             "experiment ids must be unique within a dataset")
         first.update(dict.fromkeys(exps, p))
-        if need_sample_size:
-            _check_sample_sizes(t, p, fmt, need_sample_size)
     tal = table["space"].eq("TAL").to_numpy()
     if tal.any():
         xyz = table.loc[tal, ["x", "y", "z"]].to_numpy()
@@ -137,23 +129,6 @@ def _read_files(paths, fmt, features, terms):
         labelled = [neurosynth.read_nimare_json_labels(p) for p in paths]
         weights, studies = _merge_labels(labelled)
     return tables, weights, studies
-
-
-def _check_sample_sizes(table, path, fmt, who):
-    """Raise if an experiment of ``table`` (read from ``path``) has no sample size."""
-    missing = table["sample_size"].isna().to_numpy()
-    if not missing.any():
-        return
-    if fmt in TERM_FORMATS:
-        what, add = f"a {fmt} dataset records no sample sizes", ""
-    else:
-        row = table[missing].iloc[0]
-        what = (f"study {row.study_id!r}, contrast {row.contrast_id!r} has no sample size "
-                f"({table.loc[missing, 'id'].nunique()} of {table['id'].nunique()} "
-                "experiments have none)")
-        add = "add metadata.sample_sizes, or "
-    raise InputFileError(path, None, f"{what}, which {who} needs: {add}give the analysis a "
-                         "kernel of its own (kernel: {fwhm: ...} or {sample_size: ...})")
 
 
 def _merge_labels(labelled):

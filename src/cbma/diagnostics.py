@@ -25,44 +25,6 @@ CONTRIBUTION_COLUMNS = ["cluster", "id", "n_voxels", "ma_sum", "ma_percent",
                         "ale_percent", "max_ale_percent"]
 
 
-# --------------------------------------------------------------------------
-# names of NiMARE's outputs
-# --------------------------------------------------------------------------
-
-def cluster_table_name(target):
-    """Name (no extension) of the cluster table of ``target``: ``<target>_tab-clust``."""
-    return f"{target}_tab-clust"
-
-
-def counts_table_name(target, diagnostic, tail="positive"):
-    """Name of a per-experiment table: ``<target>_diag-<diagnostic>_tab-counts_tail-<tail>``.
-
-    Parameters
-    ----------
-    target : str
-        Map the clusters come from, e.g.
-        ``"z_desc-size_level-cluster_corr-FWE_method-montecarlo"``.
-    diagnostic : str
-        ``"Jackknife"`` or ``"FocusCounter"`` (NiMARE's class names), or our
-        own, e.g. ``"Contribution"``.
-    tail : {"positive", "negative"}
-    """
-    _check_tail(tail)
-    return f"{target}_diag-{diagnostic}_tab-counts_tail-{tail}"
-
-
-def label_map_name(target, tail="positive"):
-    """Name of a label map: ``label_<target without its first '_' field>_tail-<tail>``.
-
-    ``"z_desc-size_level-cluster_corr-FWE_method-montecarlo"`` gives
-    ``"label_desc-size_level-cluster_corr-FWE_method-montecarlo_tail-positive"``;
-    a target without fields (``"z"``) gives ``"label_tail-positive"``.
-    """
-    _check_tail(tail)
-    rest = "_".join(target.split("_")[1:])
-    return f"label{'_' + rest if rest else ''}_tail-{tail}"
-
-
 def _check_tail(tail):
     if tail not in TAILS:
         raise CbmaError(f"unknown tail {tail!r}; expected 'positive' or 'negative'")

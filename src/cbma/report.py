@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from . import __version__
+from . import __version__, estimators, layout
 from .io import load_nifti, read_tsv
 from .provenance import sidecar_path, versions
 from .selection import read_selection, selected_coordinates
@@ -210,7 +210,7 @@ def analysis_section(name, analysis, coordinates, ma_record, summary, figures, s
         fwhm = ma_record["fwhm_mm"]
     else:  # a sphere: no FWHM
         fwhm = {e: float("nan") for e in exps["id"]}
-    stat_name = {"ale": "ALE", "mkda": "MKDA density", "kda": "KDA"}[estimator]
+    stat_name = estimators.get(estimator).label
     n_subjects = int(exps["sample_size"].sum()) if exps["sample_size"].notna().all() else None
     n_tal = int((coordinates["space"] == "TAL").sum())
     n_outside = ma_record.get("n_foci_outside_mask")
@@ -573,7 +573,7 @@ def classify_section(name, summary, figures, table):
 # provenance record does not depend on the timing blocks of the sidecars.
 
 #: the diagnostics tables of an analysis with a Monte Carlo FWE correction, by role
-DIAGNOSTICS = ("clusters", "jackknife", "focus_counter", "contributions")
+DIAGNOSTICS = tuple(layout.DIAGNOSTICS)
 #: the figures of such an analysis, by role, with their titles
 ANALYSIS_FIGURES = {
     "foci": "Foci of every experiment",
@@ -645,7 +645,7 @@ def report_sections(files, config):
     for name, block in analyses.items():
         kind = "Coactivation" if name in config["coactivation"] else "Analysis"
         own = _files_of(files, "analyses", name)
-        if block["estimator"] == "mkda_chi2":
+        if not estimators.get(block["estimator"]).fwe:
             sections.append(_chi2_analysis(name, block, own, kind))
         else:
             sections.append(_analysis(name, block, own, config["seed"], kind))

@@ -6,7 +6,9 @@ import re
 import sys
 from pathlib import Path
 
-from cbma.config import ESTIMATORS_WITH_FWE, load_config
+from cbma import estimators, layout
+from cbma.chunks import chunk_iterations, n_chunks
+from cbma.config import load_config
 from cbma.errors import CbmaError
 from cbma.provenance import script_fingerprint, sidecar_path
 
@@ -122,114 +124,56 @@ def abstracts_file(dataset):
     ]
 
 
+def dataset_files(wildcards):
+    return DATASET_FILES[wildcards.dataset]
+
+
+def abstracts_files(wildcards):
+    return abstracts_file(wildcards.dataset)
+
+
 QUERIES = config["queries"]
 EVALUATE = config["evaluate"]
 CLASSIFY = config["classify"]
 TEXT_MODEL = config["text_model"]
-
-
-def kernel_id(estimator, kernel):
-    """File-name id of a kernel: ale, ale-fwhm10, ale-n20, mkda-r10, kda-r6-v2."""
-    if estimator == "ale":
-        if "fwhm" in kernel:
-            return f"ale-fwhm{kernel['fwhm']:g}"
-        if "sample_size" in kernel:
-            return f"ale-n{kernel['sample_size']:g}"
-        return "ale"
-    family = "kda" if estimator == "kda" else "mkda"
-    value = "" if kernel.get("value", 1) == 1 else f"-v{kernel['value']:g}"
-    return f"{family}-r{kernel['r']:g}{value}"
-
-
-def analysis_kernel_id(analysis):
-    a = ANALYSES[analysis]
-    return kernel_id(a["estimator"], a["kernel"])
-
-
-def _kernels():
-    """Every kernel the jobs need, by id, as (estimator family, settings)."""
-    out = {}
-    for a in ANALYSES.values():
-        family = "mkda" if a["estimator"] == "mkda_chi2" else a["estimator"]
-        out[kernel_id(a["estimator"], a["kernel"])] = (family, a["kernel"])
-        seed = (a.get("select") or {}).get("seed", {})
-        if "mask" in seed:  # a seed mask selects by the studies' spheres
-            kern = {"r": seed["r"], "value": 1.0}
-            out[kernel_id("mkda", kern)] = ("mkda", kern)
-    spheres = [d["kernel"]["r"] for d in [*DECODE.values(), *CLASSIFY.values()]]
-    if QUERIES or EVALUATE:
-        spheres.append(TEXT_MODEL["kernel"]["r"])
-    for r in spheres:
-        kern = {"r": r, "value": 1.0}
-        out[kernel_id("mkda", kern)] = ("mkda", kern)
-    return out
-
-
-KERNELS = _kernels()
 CONTRASTS = config["contrasts"]
 CONJUNCTIONS = config["conjunctions"]
 
 
-FWE_NAMES = [
-    f"{value}_{level}_corr-FWE_method-montecarlo"
-    for level in ["level-voxel", "desc-size_level-cluster", "desc-mass_level-cluster"]
-    for value in ["z", "logp"]
-]
-THRESHOLDED_NAMES = [
-    f"z_{level}_corr-FWE_method-montecarlo_thresholded"
-    for level in ["level-voxel", "desc-size_level-cluster", "desc-mass_level-cluster"]
-]
+def estimator_of(analysis):
+    return estimators.get(ANALYSES[analysis]["estimator"])
+
+
+FWE_ANALYSES = [a for a in ANALYSES if estimator_of(a).fwe]
+CHI2_ANALYSES = [a for a in ANALYSES if not estimator_of(a).fwe]
+SUBTRACTIONS = [c for c, b in CONTRASTS.items() if b["method"] == "subtraction"]
+CHI2_CONTRASTS = [c for c, b in CONTRASTS.items() if b["method"] == "mkda_chi2"]
+
+
+def _kernels():
+    """Every kernel the jobs need, by id, as (kernel family, options)."""
+    out = {}
+    for name, a in ANALYSES.items():
+        est = estimator_of(name)
+        out[est.kernel_id(a["kernel"])] = (est.kernel, a["kernel"])
+    radii = [
+        seed["r"]  # a seed mask selects by the studies' spheres
+        for a in ANALYSES.values()
+        for seed in [(a.get("select") or {}).get("seed", {})]
+        if "mask" in seed
+    ]
+    radii += [d["kernel"]["r"] for d in [*DECODE.values(), *CLASSIFY.values()]]
+    if QUERIES or EVALUATE:
+        radii.append(TEXT_MODEL["kernel"]["r"])
+    for r in radii:
+        kern = estimators.sphere_kernel(r)
+        out[estimators.kernel_id("mkda", kern)] = ("mkda", kern)
+    return out
+
+
+KERNELS = _kernels()
 # the corrected maps without their leading value field: targets of the diagnostics
-LEVELS = [n.removeprefix("z_") for n in FWE_NAMES if n.startswith("z_")]
-DIAGNOSTIC_TABLES = [
-    "z_{level}_tab-clust.tsv",
-    "z_{level}_diag-Jackknife_tab-counts_tail-positive.tsv",
-    "z_{level}_diag-FocusCounter_tab-counts_tail-positive.tsv",
-    "z_{level}_diag-Contribution_tab-shares_tail-positive.tsv",
-]
-
-CONJUNCTION_MAPS = [n for n in [*FWE_NAMES, *THRESHOLDED_NAMES] if n.startswith("z_")]
-
-# MKDAChi2 (NiMARE's names): tests, probabilities, FDR-adjusted maps, and the
-# thresholded maps shown in the report
-CHI2_TESTS = ["uniformity", "association", "group1", "group2"]
-CHI2_MAPS = (
-    [f"{v}_desc-{t}" for t in CHI2_TESTS for v in ["z", "chi2", "p", "logp"]]
-    + [
-        f"prob_desc-{d}"
-        for d in [
-            "A",
-            "AgF",
-            "AgU",
-            "FgA",
-            "AgF_prior",
-            "FgA_prior",
-            "group1",
-            "group2",
-        ]
-    ]
-    + [
-        f"{v}_desc-{t}_level-voxel_corr-FDR_method-indep"
-        for t in CHI2_TESTS
-        for v in ["p", "z", "logp"]
-    ]
-    + [
-        f"z_desc-{t}_level-voxel_corr-FDR_method-indep_thresholded"
-        for t in ["uniformity", "association"]
-    ]
-)
-CHI2_FIGURE_MAP = "z_desc-association_level-voxel_corr-FDR_method-indep_thresholded"
-CHI2_TABLE = f"{CHI2_FIGURE_MAP}_tab-clust.tsv"
-
-
-FWE_ANALYSES = [a for a, b in ANALYSES.items() if b["estimator"] in ESTIMATORS_WITH_FWE]
-CHI2_ANALYSES = [a for a, b in ANALYSES.items() if b["estimator"] == "mkda_chi2"]
-SUBTRACTIONS = [
-    c for c, b in config["contrasts"].items() if b["method"] == "subtraction"
-]
-CHI2_CONTRASTS = [
-    c for c, b in config["contrasts"].items() if b["method"] == "mkda_chi2"
-]
+LEVELS = layout.FWE_LEVELS
 
 
 wildcard_constraints:
@@ -240,7 +184,7 @@ wildcard_constraints:
     level="|".join(map(re.escape, LEVELS)),
     contrast="|".join(CONTRASTS) or "^$",
     conjunction="|".join(CONJUNCTIONS) or "^$",
-    cmap="|".join(map(re.escape, CONJUNCTION_MAPS)),
+    cmap="|".join(map(re.escape, layout.CONJUNCTION_MAPS)),
     kind="contrasts|conjunctions",
     name="|".join([*CONTRASTS, *CONJUNCTIONS]) or "^$",
     decode="|".join(DECODE) or "^$",
@@ -255,8 +199,31 @@ def with_sidecars(paths):
     return [*paths, *[sidecar_path(p) for p in paths]]
 
 
-def analysis_files(names, ext=".nii.gz"):
-    return [f"results/analyses/{{analysis}}/{n}{ext}" for n in names]
+def sidecars(paths):
+    """The JSON provenance sidecars of data outputs."""
+    return [sidecar_path(p) for p in paths]
+
+
+# ------------------------------------------------------------------ datasets
+
+
+def dataset_of(analysis):
+    return ANALYSES[analysis]["dataset"]
+
+
+def ma_file_of(analysis):
+    """The MA maps an analysis uses."""
+    a = ANALYSES[analysis]
+    return layout.ma_maps(
+        dataset_of(analysis), estimator_of(analysis).kernel_id(a["kernel"])
+    )
+
+
+def sphere_maps(dataset, r):
+    """A dataset's MKDA sphere maps of radius r mm."""
+    return layout.ma_maps(
+        dataset, estimators.kernel_id("mkda", estimators.sphere_kernel(r))
+    )
 
 
 def ma_file(wildcards):
@@ -264,15 +231,48 @@ def ma_file(wildcards):
 
 
 def coordinates_file(wildcards):
-    return f"results/datasets/{ANALYSES[wildcards.analysis]['dataset']}/coordinates.tsv"
+    return layout.dataset_file("coordinates.tsv", dataset_of(wildcards.analysis))
+
+
+def selection_file(wildcards):
+    return layout.analysis_file("selection.tsv", wildcards.analysis)
+
+
+def selection_inputs(wildcards):
+    """Inputs of the select job (the foci, the term weights and, for a seed
+    mask, the mask and the dataset's sphere maps)."""
+    a = ANALYSES[wildcards.analysis]
+    dataset = a["dataset"]
+    inputs = {
+        "coordinates": layout.dataset_file("coordinates.tsv", dataset),
+        "terms": layout.dataset_file("terms.npz", dataset),
+    }
+    for key, block in (("select", a.get("select")), ("versus", a.get("versus"))):
+        seed = block.get("seed", {}) if isinstance(block, dict) else {}
+        if "mask" in seed:
+            inputs[f"{key}_mask"] = resolve(
+                seed["mask"], f"analyses.{wildcards.analysis}.{key}.seed.mask"
+            )
+            inputs[f"{key}_ma"] = sphere_maps(dataset, seed["r"])
+            inputs["mask_image"] = MASK
+    return inputs
+
+
+def versus_of(wildcards):
+    """The second selection of an mkda_chi2 analysis (None for the others)."""
+    a = ANALYSES[wildcards.analysis]
+    return a["versus"] if not estimator_of(wildcards.analysis).fwe else None
+
+
+# ------------------------------------------------------------------ analyses
 
 
 def correction(wildcards):
     return ANALYSES[wildcards.analysis]["correction"]
 
 
-def n_chunks(analysis):
-    return math.ceil(ANALYSES[analysis]["correction"]["n_iters"] / config["chunk_size"])
+def analysis_chunks(analysis):
+    return n_chunks(ANALYSES[analysis]["correction"]["n_iters"], config["chunk_size"])
 
 
 def null_chunks(wildcards):
@@ -280,47 +280,82 @@ def null_chunks(wildcards):
     stopping, those up to the first whose progress check says stop (the checks
     are checkpoints: Snakemake runs them one chunk at a time from min_iters on)."""
     analysis = wildcards.analysis
-    last = n_chunks(analysis) - 1
+    last = analysis_chunks(analysis) - 1
     stopping = ANALYSES[analysis]["correction"].get("early_stopping")
     if stopping:
-        chunk = min(
-            max(math.ceil(stopping["min_iters"] / config["chunk_size"]), 1) - 1, last
-        )
+        chunk = min(n_chunks(stopping["min_iters"], config["chunk_size"]) - 1, last)
         while chunk < last:
             progress = checkpoints.fwe_progress.get(analysis=analysis, chunk=chunk)
             if json.loads(Path(progress.output[0]).read_text())["stop"]:
                 break
             chunk += 1
         last = chunk
-    return [
-        f"results/analyses/{analysis}/fwe_null/chunk-{c}.tsv" for c in range(last + 1)
-    ]
+    return [layout.fwe_chunk(analysis, c) for c in range(last + 1)]
 
 
 def chunks_so_far(wildcards):
     return [
-        f"results/analyses/{wildcards.analysis}/fwe_null/chunk-{c}.tsv"
-        for c in range(int(wildcards.chunk) + 1)
+        layout.fwe_chunk(wildcards.analysis, c) for c in range(int(wildcards.chunk) + 1)
     ]
 
 
-def diagnostics_level(analysis):
-    return ANALYSES[analysis]["diagnostics"]["target"].removeprefix("z_")
+def diagnostics_target(analysis):
+    return ANALYSES[analysis]["diagnostics"]["target"]
+
+
+def diagnostics_tables(analysis="{analysis}", target="z_{level}"):
+    """The cluster table and contribution tables of an analysis, by kind."""
+    return {
+        kind: layout.analysis_file(
+            f"{layout.diagnostics_table(target, kind)}.tsv", analysis
+        )
+        for kind in layout.DIAGNOSTICS
+    }
 
 
 def diagnostics_files(analysis):
     """The cluster table, contribution tables and label map of an analysis."""
-    names = [*DIAGNOSTIC_TABLES, "label_{level}_tail-positive.nii.gz"]
-    level = diagnostics_level(analysis)
-    return [f"results/analyses/{analysis}/{n.format(level=level)}" for n in names]
+    target = diagnostics_target(analysis)
+    return [
+        *diagnostics_tables(analysis, target).values(),
+        layout.analysis_map(layout.label_map(target), analysis),
+    ]
 
 
-SUBTRACTION_MAPS = [
-    f"{value}_desc-group1MinusGroup2{suffix}"
-    for suffix in ["", "_level-voxel_corr-FWE_method-montecarlo"]
-    for value in ["stat", "p", "z", "logp"]
-    if not (suffix and value in ("stat", "p"))
-] + ["z_desc-group1MinusGroup2_thresholded"]
+def chi2_files(analysis_or_contrast, naming="nimare", where=layout.analysis_file):
+    """The MKDA chi-square maps and cluster table (and Neurosynth's images)."""
+    files = [where(f"{n}.nii.gz", analysis_or_contrast) for n in layout.CHI2_MAPS]
+    files.append(where(f"{layout.CHI2_TABLE}.tsv", analysis_or_contrast))
+    if naming == "neurosynth":
+        files.append(where("neurosynth", analysis_or_contrast))
+    return files
+
+
+def analysis_figure_map(wildcards):
+    """The map an analysis' figures show."""
+    analysis = wildcards.analysis
+    shown = (
+        layout.SHOWN_FWE_MAP if estimator_of(analysis).fwe else layout.SHOWN_CHI2_MAP
+    )
+    return layout.analysis_map(shown, analysis)
+
+
+def analysis_outputs(analysis):
+    """The maps, tables and summaries an analysis leaves for the user."""
+    a = ANALYSES[analysis]
+    files = [layout.analysis_file("selection.tsv", analysis)]
+    if not estimator_of(analysis).fwe:
+        return files + chi2_files(analysis, a.get("naming", "nimare"))
+    names = [*layout.UNCORRECTED_MAPS, *layout.FWE_MAPS, *layout.FWE_THRESHOLDED_MAPS]
+    return [
+        *(layout.analysis_map(n, analysis) for n in names),
+        *files,
+        layout.analysis_file("fwe_summary.json", analysis),
+        *diagnostics_files(analysis),
+    ]
+
+
+# ------------------------------------------------------------------ comparisons
 
 
 def contrast_ma_files(wildcards):
@@ -329,53 +364,9 @@ def contrast_ma_files(wildcards):
 
 def contrast_selections(wildcards):
     return [
-        f"results/analyses/{a}/selection.tsv"
+        layout.analysis_file("selection.tsv", a)
         for a in CONTRASTS[wildcards.contrast]["analyses"]
     ]
-
-
-def ma_file_of(analysis):
-    a = ANALYSES[analysis]
-    return f"results/datasets/{a['dataset']}/ma-{analysis_kernel_id(analysis)}.npz"
-
-
-def dataset_of(wildcards):
-    return ANALYSES[wildcards.analysis]["dataset"]
-
-
-def selection_file(wildcards):
-    return f"results/analyses/{wildcards.analysis}/selection.tsv"
-
-
-def selection_inputs(wildcards):
-    """Inputs of the select job (the foci, the term weights and, for a seed
-    mask, the mask and the dataset's sphere maps)."""
-    a = ANALYSES[wildcards.analysis]
-    base = f"results/datasets/{a['dataset']}"
-    inputs = {"coordinates": f"{base}/coordinates.tsv", "terms": f"{base}/terms.npz"}
-    for key, block in (("select", a.get("select")), ("versus", a.get("versus"))):
-        seed = block.get("seed", {}) if isinstance(block, dict) else {}
-        if "mask" in seed:
-            kern = kernel_id("mkda", {"r": seed["r"], "value": 1.0})
-            inputs[f"{key}_mask"] = resolve(
-                seed["mask"], f"analyses.{wildcards.analysis}.{key}.seed.mask"
-            )
-            inputs[f"{key}_ma"] = f"{base}/ma-{kern}.npz"
-            inputs["mask_image"] = MASK
-    return inputs
-
-
-def chi2_files(base, block):
-    files = [f"{base}/{n}.nii.gz" for n in CHI2_MAPS] + [f"{base}/{CHI2_TABLE}"]
-    if block.get("naming") == "neurosynth":
-        files.append(f"{base}/neurosynth")
-    return files
-
-
-def analysis_figure_map(analysis):
-    if ANALYSES[analysis]["estimator"] == "mkda_chi2":
-        return f"results/analyses/{analysis}/{CHI2_FIGURE_MAP}.nii.gz"
-    return f"results/analyses/{analysis}/{THRESHOLDED_NAMES[1]}.nii.gz"
 
 
 def contrast_significance(wildcards):
@@ -383,131 +374,108 @@ def contrast_significance(wildcards):
     c = CONTRASTS[wildcards.contrast]
     if c["mode"] != "eickhoff2012":
         return []
-    return [
-        f"results/analyses/{a}/{THRESHOLDED_NAMES[1]}.nii.gz" for a in c["analyses"]
-    ]
-
-
-def n_contrast_chunks(contrast):
-    return math.ceil(CONTRASTS[contrast]["n_iters"] / config["chunk_size"])
+    return [layout.analysis_map(layout.SHOWN_FWE_MAP, a) for a in c["analyses"]]
 
 
 def subtraction_chunks(wildcards):
-    return [
-        f"results/contrasts/{wildcards.contrast}/null/chunk-{c}.npz"
-        for c in range(n_contrast_chunks(wildcards.contrast))
-    ]
+    n = n_chunks(CONTRASTS[wildcards.contrast]["n_iters"], config["chunk_size"])
+    return [layout.subtraction_chunk(wildcards.contrast, c) for c in range(n)]
 
 
-def chunk_range(wildcards):
+def permutations_of(wildcards):
     """First and last+1 permutation of a subtraction chunk (the last chunk may be short)."""
-    start = int(wildcards.chunk) * config["chunk_size"]
-    n_iters = CONTRASTS[wildcards.contrast]["n_iters"]
-    return [start, min(start + config["chunk_size"], n_iters)]
+    its = chunk_iterations(
+        int(wildcards.chunk),
+        config["chunk_size"],
+        CONTRASTS[wildcards.contrast]["n_iters"],
+    )
+    return [int(its[0]), int(its[-1]) + 1]
+
+
+def contrast_files(contrast):
+    if CONTRASTS[contrast]["method"] == "mkda_chi2":
+        return chi2_files(contrast, where=layout.contrast_file)
+    return [
+        *(
+            layout.contrast_file(f"{n}.nii.gz", contrast)
+            for n in layout.SUBTRACTION_MAPS
+        ),
+        layout.contrast_file(f"{layout.SUBTRACTION_TABLE}.tsv", contrast),
+    ]
 
 
 def conjunction_inputs(wildcards):
     names = CONJUNCTIONS[wildcards.conjunction]["analyses"]
-    return [f"results/analyses/{a}/{wildcards.cmap}.nii.gz" for a in names]
+    return [layout.analysis_map(wildcards.cmap, a) for a in names]
 
 
-def contrast_files(contrast):
-    base = f"results/contrasts/{contrast}"
-    if CONTRASTS[contrast]["method"] == "mkda_chi2":
-        return chi2_files(base, {})
+def conjunction_z(wildcards):
+    names = CONJUNCTIONS[wildcards.conjunction]["analyses"]
+    return [layout.analysis_map("z", a) for a in names]
+
+
+def conjunction_alphas(wildcards):
+    names = CONJUNCTIONS[wildcards.conjunction]["analyses"]
+    return [ANALYSES[a]["correction"]["alpha"] for a in names]
+
+
+def conjunction_files(name):
+    cmap = CONJUNCTIONS[name]["map"]
     return [
-        *[f"{base}/{n}.nii.gz" for n in SUBTRACTION_MAPS],
-        f"{base}/z_desc-group1MinusGroup2_tab-clust.tsv",
+        layout.conjunction_file(f"{cmap}.nii.gz", name),
+        layout.conjunction_file(f"{layout.cluster_table(cmap)}.tsv", name),
     ]
 
 
-def decode_files(name):
-    base = f"results/decode/{name}"
-    return [
-        f"{base}/decoding.tsv",
-        f"{base}/decoding_ranked.tsv",
-        f"{base}/figures/top_terms.png",
-    ]
+def compare_figure_input(wildcards):
+    name = wildcards.name
+    if wildcards.kind == "conjunctions":
+        return layout.conjunction_file(f"{CONJUNCTIONS[name]['map']}.nii.gz", name)
+    if CONTRASTS[name]["method"] == "mkda_chi2":
+        return layout.contrast_file(f"{layout.SHOWN_CHI2_MAP}.nii.gz", name)
+    return layout.contrast_file(f"{layout.SHOWN_SUBTRACTION_MAP}.nii.gz", name)
 
 
-def term_maps_prefix(name):
-    d = DECODE[name]
-    kern = kernel_id("mkda", {"r": d["kernel"]["r"], "value": 1.0})
-    return f"results/datasets/{d['dataset']}/term-maps_{kern}_ft{d['frequency_threshold']:g}"
+# ------------------------------------------------------------------ decoding and text
+
+
+def term_maps_of(decode, ext):
+    d = DECODE[decode]
+    kern = estimators.kernel_id("mkda", estimators.sphere_kernel(d["kernel"]["r"]))
+    return layout.term_maps(d["dataset"], kern, d["frequency_threshold"], ext)
 
 
 def decode_images(wildcards):
     return [
         (
             resolve(p, f"decode.{wildcards.decode}.images")
-            if not p.startswith("results/")
+            if not p.startswith(f"{layout.RESULTS}/")
             else p
         )
         for p in DECODE[wildcards.decode]["images"]
     ]
 
 
-def conjunction_files(name):
-    cmap = CONJUNCTIONS[name]["map"]
-    base = f"results/conjunctions/{name}"
-    return [f"{base}/{cmap}.nii.gz", f"{base}/{cmap}_tab-clust.tsv"]
-
-
-def compare_figure_input(wildcards):
-    if wildcards.kind == "contrasts":
-        if CONTRASTS[wildcards.name]["method"] == "mkda_chi2":
-            return f"results/contrasts/{wildcards.name}/{CHI2_FIGURE_MAP}.nii.gz"
-        return f"results/contrasts/{wildcards.name}/z_desc-group1MinusGroup2_thresholded.nii.gz"
-    cmap = CONJUNCTIONS[wildcards.name]["map"]
-    return f"results/conjunctions/{wildcards.name}/{cmap}.nii.gz"
-
-
-def sphere_maps(dataset, r):
-    """A dataset's MKDA sphere maps of radius r mm."""
-    return (
-        f"results/datasets/{dataset}/ma-{kernel_id('mkda', {'r': r, 'value': 1.0})}.npz"
-    )
-
-
 def text_model_file(dataset):
-    return f"results/datasets/{dataset}/text-model.npz"
+    return layout.dataset_file("text-model.npz", dataset)
 
 
-def query_files(name):
-    base = f"results/queries/{name}"
-    return [f"{base}/map.nii.gz", f"{base}/terms.tsv", f"{base}/figures/glass.png"]
-
-
-def evaluate_files(name):
-    base = f"results/evaluation/{name}"
-    return [
-        f"{base}/held_out.tsv",
-        f"{base}/summary.tsv",
-        f"{base}/dice_curves.tsv",
-        f"{base}/figures/dice_curves.png",
-    ]
-
-
-def classify_files(name):
-    base = f"results/classify/{name}"
-    return [
-        f"{base}/cv_scores.tsv",
-        f"{base}/classification.json",
-        f"{base}/weights.nii.gz",
-        f"{base}/searchlight.nii.gz",
-        f"{base}/searchlight_tab-clust.tsv",
-        f"{base}/figures/weights.png",
-        f"{base}/figures/searchlight.png",
-    ]
+def text_inputs(dataset):
+    """What the text model of a dataset learns from: titles, vocabulary, sphere maps."""
+    return {
+        "studies": layout.dataset_file("studies.tsv", dataset),
+        "terms": layout.dataset_file("terms.npz", dataset),
+        "ma": sphere_maps(dataset, TEXT_MODEL["kernel"]["r"]),
+        "mask": MASK,
+    }
 
 
 def classify_inputs(wildcards):
     block = CLASSIFY[wildcards.classifier]
-    dataset = ANALYSES[block["analyses"][0]]["dataset"]
     return {
-        "ma": sphere_maps(dataset, block["kernel"]["r"]),
+        "ma": sphere_maps(dataset_of(block["analyses"][0]), block["kernel"]["r"]),
         "selections": [
-            f"results/analyses/{a}/selection.tsv" for a in block["analyses"]
+            layout.analysis_file("selection.tsv", a) for a in block["analyses"]
         ],
         "mask": MASK,
         "atlas": ATLAS["image"],
@@ -515,111 +483,93 @@ def classify_inputs(wildcards):
     }
 
 
-def text_inputs(dataset):
-    """What the text model of a dataset learns from: titles, vocabulary, sphere maps."""
-    return {
-        "studies": f"results/datasets/{dataset}/studies.tsv",
-        "terms": f"results/datasets/{dataset}/terms.npz",
-        "ma": sphere_maps(dataset, TEXT_MODEL["kernel"]["r"]),
-        "mask": MASK,
-    }
-
-
-# The report reads, for each block of the config, the files below, by role; its
-# rule names them "<section>/<name>/<role>" (cbma.report.group_inputs reads them).
-REPORT_DIAGNOSTICS = dict(
-    zip(["clusters", "jackknife", "focus_counter", "contributions"], DIAGNOSTIC_TABLES)
-)
+# ------------------------------------------------------------------ the report
 
 
 def analysis_report_files(analysis):
     """An analysis' foci, selection(s), figures, FWE summary and cluster tables."""
-    a = ANALYSES[analysis]
-    base = f"results/analyses/{analysis}"
     files = {
-        "coordinates": f"results/datasets/{a['dataset']}/coordinates.tsv",
-        "selection": f"{base}/selection.tsv",
-        "foci": f"{base}/figures/foci.png",
-        "glass": f"{base}/figures/glass.png",
+        "coordinates": layout.dataset_file("coordinates.tsv", dataset_of(analysis)),
+        "selection": layout.analysis_file("selection.tsv", analysis),
+        "foci": layout.figure("analyses", analysis, "foci"),
+        "glass": layout.figure("analyses", analysis, "glass"),
     }
-    if a["estimator"] == "mkda_chi2":
+    if not estimator_of(analysis).fwe:
         return {
             **files,
-            "versus": f"{base}/versus.tsv",
-            "clusters": f"{base}/{CHI2_TABLE}",
+            "versus": layout.analysis_file("versus.tsv", analysis),
+            "clusters": chi2_files(analysis)[-1],
         }
-    level = diagnostics_level(analysis)
     return {
         **files,
-        "slices": f"{base}/figures/slices.png",
-        "summary": f"{base}/fwe_summary.json",
+        "slices": layout.figure("analyses", analysis, "slices"),
+        "summary": layout.analysis_file("fwe_summary.json", analysis),
         "ma": ma_file_of(analysis),  # its sidecar holds the kernels' FWHMs
-        **{
-            role: f"{base}/{table.format(level=level)}"
-            for role, table in REPORT_DIAGNOSTICS.items()
-        },
+        **diagnostics_tables(analysis, diagnostics_target(analysis)),
     }
 
 
 def contrast_report_files(contrast):
     """A contrast's figure, cluster table and map (or, MKDA chi-square, its groups)."""
     c = CONTRASTS[contrast]
-    base = f"results/contrasts/{contrast}"
-    files = {"glass": f"{base}/figures/glass.png"}
+    files = {"glass": layout.figure("contrasts", contrast, "glass")}
     if c["method"] == "mkda_chi2":
-        group1, group2 = (f"results/analyses/{a}/selection.tsv" for a in c["analyses"])
+        group1, group2 = (
+            layout.analysis_file("selection.tsv", a) for a in c["analyses"]
+        )
         return {
             **files,
             "group1": group1,
             "group2": group2,
-            "clusters": f"{base}/{CHI2_TABLE}",
+            "clusters": contrast_files(contrast)[-1],
         }
     return {
         **files,
-        "map": f"{base}/z_desc-group1MinusGroup2_thresholded.nii.gz",
-        "clusters": f"{base}/z_desc-group1MinusGroup2_tab-clust.tsv",
+        "map": layout.contrast_file(f"{layout.SHOWN_SUBTRACTION_MAP}.nii.gz", contrast),
+        "clusters": contrast_files(contrast)[-1],
     }
 
 
 def conjunction_report_files(conjunction):
-    cmap = CONJUNCTIONS[conjunction]["map"]
-    base = f"results/conjunctions/{conjunction}"
+    cmap, table = conjunction_files(conjunction)
     return {
-        "glass": f"{base}/figures/glass.png",
-        "map": f"{base}/{cmap}.nii.gz",
-        "clusters": f"{base}/{cmap}_tab-clust.tsv",
+        "glass": layout.figure("conjunctions", conjunction, "glass"),
+        "map": cmap,
+        "clusters": table,
     }
 
 
 def decode_report_files(name):
-    base = f"results/decode/{name}"
     return {
-        "ranked": f"{base}/decoding_ranked.tsv",
-        "top_terms": f"{base}/figures/top_terms.png",
+        "ranked": layout.decode_file("decoding_ranked.tsv", name),
+        "top_terms": layout.decode_file("figures/top_terms.png", name),
     }
 
 
 def query_report_files(name):
-    base = f"results/queries/{name}"
-    return {"terms": f"{base}/terms.tsv", "glass": f"{base}/figures/glass.png"}
+    return {
+        "terms": layout.query_file("terms.tsv", name),
+        "glass": layout.query_file("figures/glass.png", name),
+    }
 
 
 def evaluate_report_files(name):
-    base = f"results/evaluation/{name}"
     return {
-        "held_out": f"{base}/held_out.tsv",  # its sidecar holds the training size
-        "summary": f"{base}/summary.tsv",
-        "dice_curves": f"{base}/figures/dice_curves.png",
+        # its sidecar holds the training size
+        "held_out": layout.evaluation_file("held_out.tsv", name),
+        "summary": layout.evaluation_file("summary.tsv", name),
+        "dice_curves": layout.evaluation_file("figures/dice_curves.png", name),
     }
 
 
 def classify_report_files(name):
-    base = f"results/classify/{name}"
     return {
-        "summary": f"{base}/classification.json",
-        "clusters": f"{base}/searchlight_tab-clust.tsv",
-        "weights": f"{base}/figures/weights.png",
-        "searchlight": f"{base}/figures/searchlight.png",
+        "summary": layout.classify_file("classification.json", name),
+        "clusters": layout.classify_file(
+            f"{layout.cluster_table('searchlight')}.tsv", name
+        ),
+        "weights": layout.classify_file("figures/weights.png", name),
+        "searchlight": layout.classify_file("figures/searchlight.png", name),
     }
 
 
@@ -643,29 +593,19 @@ def report_inputs(wildcards):
 
 
 def final_outputs():
-    names = ["stat", "p", "z", "logp", *FWE_NAMES, *THRESHOLDED_NAMES]
-    maps = [f"results/analyses/{a}/{n}.nii.gz" for a in FWE_ANALYSES for n in names]
-    maps += [
-        f
-        for a in CHI2_ANALYSES
-        for f in chi2_files(f"results/analyses/{a}", ANALYSES[a])
-    ]
-    selections = [f"results/analyses/{a}/selection.tsv" for a in ANALYSES]
-    summaries = [f"results/analyses/{a}/fwe_summary.json" for a in FWE_ANALYSES]
-    diagnostics = [f for a in FWE_ANALYSES for f in diagnostics_files(a)]
-    compare = [f for c in CONTRASTS for f in contrast_files(c)]
-    compare += [f for c in CONJUNCTIONS for f in conjunction_files(c)]
-    decoding = [f for d in DECODE for f in decode_files(d)]
-    decoding += [f for q in QUERIES for f in query_files(q)]
-    decoding += [f for e in EVALUATE for f in evaluate_files(e)]
-    decoding += [f for c in CLASSIFY for f in classify_files(c)]
+    """What `snakemake` builds by default: every analysis' and comparison's results."""
     return [
-        *maps,
-        *selections,
-        *summaries,
-        *diagnostics,
-        *compare,
-        *decoding,
-        "results/report.html",
-        "results/provenance.json",
+        *(f for a in ANALYSES for f in analysis_outputs(a)),
+        *(f for c in CONTRASTS for f in contrast_files(c)),
+        *(f for c in CONJUNCTIONS for f in conjunction_files(c)),
+        *(layout.decode_file(f, d) for d in DECODE for f in layout.DECODE_FILES),
+        *(layout.query_file(f, q) for q in QUERIES for f in layout.QUERY_FILES),
+        *(
+            layout.evaluation_file(f, e)
+            for e in EVALUATE
+            for f in layout.EVALUATION_FILES
+        ),
+        *(layout.classify_file(f, c) for c in CLASSIFY for f in layout.CLASSIFY_FILES),
+        layout.REPORT,
+        layout.PROVENANCE,
     ]

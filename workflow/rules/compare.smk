@@ -7,18 +7,18 @@ rule subtraction_null:
         ma=contrast_ma_files,
         selections=contrast_selections,
     output:
-        with_sidecars(["results/contrasts/{contrast}/null/chunk-{chunk}.npz"]),
+        with_sidecars([layout.subtraction_chunk()]),
     log:
-        "logs/subtraction_null/{contrast}_chunk-{chunk}.log",
+        layout.log("subtraction_null", "{contrast}", "chunk-{chunk}"),
     benchmark:
-        "results/benchmarks/subtraction_null/{contrast}_chunk-{chunk}.tsv"
+        layout.benchmark("subtraction_null", "{contrast}", "chunk-{chunk}")
     wildcard_constraints:
         contrast="|".join(SUBTRACTIONS) or "^$",
     conda:
         "../../envs/cbma.yaml"
     params:
         seed=config["seed"],
-        permutations=chunk_range,
+        permutations=permutations_of,
         code=script_code("subtraction_null"),
     message:
         "Label permutations of {wildcards.contrast}, chunk {wildcards.chunk}"
@@ -37,16 +37,14 @@ rule subtraction:
         atlas_labels=ATLAS["labels"],
     output:
         maps=with_sidecars(
-            [f"results/contrasts/{{contrast}}/{n}.nii.gz" for n in SUBTRACTION_MAPS]
+            [layout.contrast_file(f"{n}.nii.gz") for n in layout.SUBTRACTION_MAPS]
         ),
-        table=with_sidecars(
-            ["results/contrasts/{contrast}/z_desc-group1MinusGroup2_tab-clust.tsv"]
-        ),
-        null=with_sidecars(["results/contrasts/{contrast}/null_distributions.tsv"]),
+        table=with_sidecars([layout.contrast_file(f"{layout.SUBTRACTION_TABLE}.tsv")]),
+        null=with_sidecars([layout.contrast_file("null_distributions.tsv")]),
     log:
-        "logs/subtraction/{contrast}.log",
+        layout.log("subtraction", "{contrast}"),
     benchmark:
-        "results/benchmarks/subtraction/{contrast}.tsv"
+        layout.benchmark("subtraction", "{contrast}")
     wildcard_constraints:
         contrast="|".join(SUBTRACTIONS) or "^$",
     conda:
@@ -66,26 +64,24 @@ rule subtraction:
 rule conjunction:
     input:
         maps=conjunction_inputs,
-        z=lambda wc: [
-            f"results/analyses/{a}/z.nii.gz"
-            for a in CONJUNCTIONS[wc.conjunction]["analyses"]
-        ],
+        z=conjunction_z,
         mask=MASK,
         atlas=ATLAS["image"],
         atlas_labels=ATLAS["labels"],
     output:
-        maps=with_sidecars(["results/conjunctions/{conjunction}/{cmap}.nii.gz"]),
-        table=with_sidecars(["results/conjunctions/{conjunction}/{cmap}_tab-clust.tsv"]),
+        maps=with_sidecars([layout.conjunction_file("{cmap}.nii.gz")]),
+        table=with_sidecars(
+            [layout.conjunction_file(f"{layout.cluster_table('{cmap}')}.tsv")]
+        ),
     log:
-        "logs/conjunction/{conjunction}_{cmap}.log",
+        layout.log("conjunction", "{conjunction}", "{cmap}"),
+    benchmark:
+        layout.benchmark("conjunction", "{conjunction}", "{cmap}")
     conda:
         "../../envs/cbma.yaml"
     params:
         analyses=lambda wc: CONJUNCTIONS[wc.conjunction]["analyses"],
-        alphas=lambda wc: [
-            ANALYSES[a]["correction"]["alpha"]
-            for a in CONJUNCTIONS[wc.conjunction]["analyses"]
-        ],
+        alphas=conjunction_alphas,
         code=script_code("conjunction"),
     message:
         "Conjunction {wildcards.conjunction} of {params.analyses}"
@@ -102,13 +98,13 @@ rule chi2_contrast:
         atlas_labels=ATLAS["labels"],
     output:
         maps=with_sidecars(
-            [f"results/contrasts/{{contrast}}/{n}.nii.gz" for n in CHI2_MAPS]
+            [layout.contrast_file(f"{n}.nii.gz") for n in layout.CHI2_MAPS]
         ),
-        table=with_sidecars([f"results/contrasts/{{contrast}}/{CHI2_TABLE}"]),
+        table=with_sidecars([layout.contrast_file(f"{layout.CHI2_TABLE}.tsv")]),
     log:
-        "logs/chi2_contrast/{contrast}.log",
+        layout.log("chi2_contrast", "{contrast}"),
     benchmark:
-        "results/benchmarks/chi2_contrast/{contrast}.tsv"
+        layout.benchmark("chi2_contrast", "{contrast}")
     wildcard_constraints:
         contrast="|".join(CHI2_CONTRASTS) or "^$",
     conda:

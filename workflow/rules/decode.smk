@@ -5,18 +5,16 @@
 
 rule term_maps:
     input:
-        ma="results/datasets/{dataset}/ma-{kernel}.npz",
-        terms="results/datasets/{dataset}/terms.npz",
+        ma=layout.ma_maps(),
+        terms=layout.dataset_file("terms.npz"),
     output:
-        maps="results/datasets/{dataset}/term-maps_{kernel}_ft{threshold}.npy",
-        table="results/datasets/{dataset}/term-maps_{kernel}_ft{threshold}.tsv",
-        sidecars=[
-            "results/datasets/{dataset}/term-maps_{kernel}_ft{threshold}.json",
-        ],
+        maps=layout.term_maps(ext=".npy"),
+        table=layout.term_maps(ext=".tsv"),
+        sidecars=[layout.term_maps(ext=".json")],
     log:
-        "logs/term_maps/{dataset}_{kernel}_ft{threshold}.log",
+        layout.log("term_maps", "{dataset}", "{kernel}", "ft{threshold}"),
     benchmark:
-        "results/benchmarks/term_maps/{dataset}_{kernel}_ft{threshold}.tsv"
+        layout.benchmark("term_maps", "{dataset}", "{kernel}", "ft{threshold}")
     conda:
         "../../envs/cbma.yaml"
     params:
@@ -29,28 +27,24 @@ rule term_maps:
 
 rule decode:
     input:
-        maps=lambda wc: f"{term_maps_prefix(wc.decode)}.npy",
-        table=lambda wc: f"{term_maps_prefix(wc.decode)}.tsv",
+        maps=lambda wc: term_maps_of(wc.decode, ".npy"),
+        table=lambda wc: term_maps_of(wc.decode, ".tsv"),
         images=decode_images,
         mask=MASK,
     output:
-        wide="results/decode/{decode}/decoding.tsv",
-        ranked="results/decode/{decode}/decoding_ranked.tsv",
+        wide=layout.decode_file("decoding.tsv"),
+        ranked=layout.decode_file("decoding_ranked.tsv"),
         figure=report(
-            "results/decode/{decode}/figures/top_terms.png",
+            layout.decode_file("figures/top_terms.png"),
             caption="../report/decode.rst",
             category="decoding",
             labels={"decoding": "{decode}", "figure": "top terms"},
         ),
-        sidecars=[
-            "results/decode/{decode}/decoding.json",
-            "results/decode/{decode}/decoding_ranked.json",
-            "results/decode/{decode}/figures/top_terms.json",
-        ],
+        sidecars=sidecars([layout.decode_file(f) for f in layout.DECODE_FILES]),
     log:
-        "logs/decode/{decode}.log",
+        layout.log("decode", "{decode}"),
     benchmark:
-        "results/benchmarks/decode/{decode}.tsv"
+        layout.benchmark("decode", "{decode}")
     conda:
         "../../envs/cbma.yaml"
     params:

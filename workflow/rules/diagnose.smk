@@ -1,8 +1,11 @@
+# Cluster table, Jackknife, FocusCounter and contributions of a corrected map.
+
+
 rule diagnose:
     input:
-        target="results/analyses/{analysis}/z_{level}.nii.gz",
-        logp="results/analyses/{analysis}/logp_{level}.nii.gz",
-        z="results/analyses/{analysis}/z.nii.gz",
+        target=layout.analysis_map("z_{level}"),
+        logp=layout.analysis_map("logp_{level}"),
+        z=layout.analysis_map("z"),
         ma=ma_file,
         selection=selection_file,
         coordinates=coordinates_file,
@@ -10,16 +13,12 @@ rule diagnose:
         atlas=ATLAS["image"],
         atlas_labels=ATLAS["labels"],
     output:
-        tables=with_sidecars(
-            [f"results/analyses/{{analysis}}/{n}" for n in DIAGNOSTIC_TABLES]
-        ),
-        labels=with_sidecars(
-            ["results/analyses/{analysis}/label_{level}_tail-positive.nii.gz"]
-        ),
+        tables=with_sidecars(list(diagnostics_tables().values())),
+        labels=with_sidecars([layout.analysis_map(layout.label_map("z_{level}"))]),
     log:
-        "logs/diagnose/{analysis}_{level}.log",
+        layout.log("diagnose", "{analysis}", "{level}"),
     benchmark:
-        "results/benchmarks/diagnose/{analysis}_{level}.tsv"
+        layout.benchmark("diagnose", "{analysis}", "{level}")
     conda:
         "../../envs/cbma.yaml"
     params:

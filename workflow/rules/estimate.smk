@@ -1,15 +1,19 @@
+# The statistic of each analysis: ALE, MKDA density or KDA with its histogram
+# null; or MKDA chi-square tests of its selection against the other studies.
+
+
 rule estimate:
     input:
         ma=ma_file,
         selection=selection_file,
         mask=MASK,
     output:
-        maps=with_sidecars(analysis_files(["stat", "p", "z", "logp"])),
-        null=with_sidecars(["results/analyses/{analysis}/null_approximate.tsv"]),
+        maps=with_sidecars([layout.analysis_map(n) for n in layout.UNCORRECTED_MAPS]),
+        null=with_sidecars([layout.analysis_file("null_approximate.tsv")]),
     log:
-        "logs/estimate/{analysis}.log",
+        layout.log("estimate", "{analysis}"),
     benchmark:
-        "results/benchmarks/estimate/{analysis}.tsv"
+        layout.benchmark("estimate", "{analysis}")
     wildcard_constraints:
         analysis="|".join(FWE_ANALYSES) or "^$",
     conda:
@@ -27,17 +31,17 @@ rule chi2:
     input:
         ma=ma_file,
         selection=selection_file,
-        versus="results/analyses/{analysis}/versus.tsv",
+        versus=layout.analysis_file("versus.tsv"),
         mask=MASK,
         atlas=ATLAS["image"],
         atlas_labels=ATLAS["labels"],
     output:
-        maps=with_sidecars(analysis_files(CHI2_MAPS)),
-        table=with_sidecars([f"results/analyses/{{analysis}}/{CHI2_TABLE}"]),
+        maps=with_sidecars([layout.analysis_map(n) for n in layout.CHI2_MAPS]),
+        table=with_sidecars([layout.analysis_file(f"{layout.CHI2_TABLE}.tsv")]),
     log:
-        "logs/chi2/{analysis}.log",
+        layout.log("chi2", "{analysis}"),
     benchmark:
-        "results/benchmarks/chi2/{analysis}.tsv"
+        layout.benchmark("chi2", "{analysis}")
     wildcard_constraints:
         analysis="|".join(CHI2_ANALYSES) or "^$",
     conda:
@@ -54,14 +58,14 @@ rule chi2:
 
 rule neurosynth_images:
     input:
-        maps=analysis_files(CHI2_MAPS),
+        maps=[layout.analysis_map(n) for n in layout.CHI2_MAPS],
         mask=MASK,
     output:
-        directory("results/analyses/{analysis}/neurosynth"),
+        directory(layout.analysis_file("neurosynth")),
     log:
-        "logs/neurosynth_images/{analysis}.log",
+        layout.log("neurosynth_images", "{analysis}"),
     benchmark:
-        "results/benchmarks/neurosynth_images/{analysis}.tsv"
+        layout.benchmark("neurosynth_images", "{analysis}")
     wildcard_constraints:
         analysis="|".join(CHI2_ANALYSES) or "^$",
     conda:

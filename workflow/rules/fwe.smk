@@ -7,14 +7,14 @@ rule fwe_null:
     input:
         coordinates=coordinates_file,
         selection=selection_file,
-        null="results/analyses/{analysis}/null_approximate.tsv",
+        null=layout.analysis_file("null_approximate.tsv"),
         mask=MASK,
     output:
-        with_sidecars(["results/analyses/{analysis}/fwe_null/chunk-{chunk}.tsv"]),
+        with_sidecars([layout.fwe_chunk()]),
     log:
-        "logs/fwe_null/{analysis}_chunk-{chunk}.log",
+        layout.log("fwe_null", "{analysis}", "chunk-{chunk}"),
     benchmark:
-        "results/benchmarks/fwe_null/{analysis}_chunk-{chunk}.tsv"
+        layout.benchmark("fwe_null", "{analysis}", "chunk-{chunk}")
     conda:
         "../../envs/cbma.yaml"
     params:
@@ -34,11 +34,11 @@ checkpoint fwe_progress:
     input:
         chunks_so_far,
     output:
-        "results/analyses/{analysis}/fwe_null/progress-{chunk}.json",
+        layout.fwe_progress(),
     log:
-        "logs/fwe_progress/{analysis}_chunk-{chunk}.log",
+        layout.log("fwe_progress", "{analysis}", "chunk-{chunk}"),
     benchmark:
-        "results/benchmarks/fwe_progress/{analysis}_chunk-{chunk}.tsv"
+        layout.benchmark("fwe_progress", "{analysis}", "chunk-{chunk}")
     conda:
         "../../envs/cbma.yaml"
     params:
@@ -53,19 +53,24 @@ checkpoint fwe_progress:
 
 rule fwe_correct:
     input:
-        stat="results/analyses/{analysis}/stat.nii.gz",
-        z="results/analyses/{analysis}/z.nii.gz",
-        null="results/analyses/{analysis}/null_approximate.tsv",
+        stat=layout.analysis_map("stat"),
+        z=layout.analysis_map("z"),
+        null=layout.analysis_file("null_approximate.tsv"),
         chunks=null_chunks,
         mask=MASK,
     output:
-        maps=with_sidecars(analysis_files(FWE_NAMES + THRESHOLDED_NAMES)),
-        null=with_sidecars(["results/analyses/{analysis}/null_distributions.tsv"]),
-        summary="results/analyses/{analysis}/fwe_summary.json",
+        maps=with_sidecars(
+            [
+                layout.analysis_map(n)
+                for n in [*layout.FWE_MAPS, *layout.FWE_THRESHOLDED_MAPS]
+            ]
+        ),
+        null=with_sidecars([layout.analysis_file("null_distributions.tsv")]),
+        summary=layout.analysis_file("fwe_summary.json"),
     log:
-        "logs/fwe_correct/{analysis}.log",
+        layout.log("fwe_correct", "{analysis}"),
     benchmark:
-        "results/benchmarks/fwe_correct/{analysis}.tsv"
+        layout.benchmark("fwe_correct", "{analysis}")
     conda:
         "../../envs/cbma.yaml"
     params:

@@ -1,21 +1,27 @@
+# Ingest: any supported input -> the canonical foci table; select: which
+# experiments an analysis takes.
+
+
 rule ingest:
     input:
-        files=lambda wc: DATASET_FILES[wc.dataset],
-        abstracts=lambda wc: abstracts_file(wc.dataset),
+        files=dataset_files,
+        abstracts=abstracts_files,
         mask=MASK,
     output:
-        coordinates="results/datasets/{dataset}/coordinates.tsv",
-        terms="results/datasets/{dataset}/terms.npz",
-        studies="results/datasets/{dataset}/studies.tsv",
-        sidecars=[
-            "results/datasets/{dataset}/coordinates.json",
-            "results/datasets/{dataset}/terms.json",
-            "results/datasets/{dataset}/studies.json",
-        ],
+        coordinates=layout.dataset_file("coordinates.tsv"),
+        terms=layout.dataset_file("terms.npz"),
+        studies=layout.dataset_file("studies.tsv"),
+        sidecars=sidecars(
+            [
+                layout.dataset_file("coordinates.tsv"),
+                layout.dataset_file("terms.npz"),
+                layout.dataset_file("studies.tsv"),
+            ]
+        ),
     log:
-        "logs/ingest/{dataset}.log",
+        layout.log("ingest", "{dataset}"),
     benchmark:
-        "results/benchmarks/ingest/{dataset}.tsv"
+        layout.benchmark("ingest", "{dataset}")
     conda:
         "../../envs/cbma.yaml"
     params:
@@ -35,24 +41,17 @@ rule select:
         unpack(selection_inputs),
     output:
         with_sidecars(
-            [
-                "results/analyses/{analysis}/selection.tsv",
-                "results/analyses/{analysis}/versus.tsv",
-            ]
+            [layout.analysis_file("selection.tsv"), layout.analysis_file("versus.tsv")]
         ),
     log:
-        "logs/select/{analysis}.log",
+        layout.log("select", "{analysis}"),
     benchmark:
-        "results/benchmarks/select/{analysis}.tsv"
+        layout.benchmark("select", "{analysis}")
     conda:
         "../../envs/cbma.yaml"
     params:
         select=lambda wc: ANALYSES[wc.analysis].get("select"),
-        versus=lambda wc: (
-            ANALYSES[wc.analysis]["versus"]
-            if ANALYSES[wc.analysis]["estimator"] == "mkda_chi2"
-            else None
-        ),
+        versus=versus_of,
         code=script_code("select"),
     message:
         "Selecting the experiments of {wildcards.analysis}"

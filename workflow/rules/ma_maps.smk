@@ -1,13 +1,17 @@
+# Modeled-activation maps: one sparse experiments x voxels matrix per dataset
+# and kernel, shared by every analysis that uses them.
+
+
 rule ma_maps:
     input:
-        coordinates="results/datasets/{dataset}/coordinates.tsv",
+        coordinates=layout.dataset_file("coordinates.tsv"),
         mask=MASK,
     output:
-        with_sidecars(["results/datasets/{dataset}/ma-{kernel}.npz"]),
+        with_sidecars([layout.ma_maps()]),
     log:
-        "logs/ma_maps/{dataset}_{kernel}.log",
+        layout.log("ma_maps", "{dataset}", "{kernel}"),
     benchmark:
-        "results/benchmarks/ma_maps/{dataset}_{kernel}.tsv"
+        layout.benchmark("ma_maps", "{dataset}", "{kernel}")
     conda:
         "../../envs/cbma.yaml"
     params:

@@ -1,35 +1,41 @@
+# Figures of every analysis and comparison, the HTML report, and the run's
+# provenance record.
+
+
 rule figures:
     input:
         coordinates=coordinates_file,
         selection=selection_file,
-        z=lambda wc: analysis_figure_map(wc.analysis),
+        z=analysis_figure_map,
     output:
         foci=report(
-            "results/analyses/{analysis}/figures/foci.png",
+            layout.figure("analyses", "{analysis}", "foci"),
             caption="../report/foci.rst",
             category="{analysis}",
             labels={"analysis": "{analysis}", "figure": "foci"},
         ),
         glass=report(
-            "results/analyses/{analysis}/figures/glass.png",
+            layout.figure("analyses", "{analysis}", "glass"),
             caption="../report/glass.rst",
             category="{analysis}",
             labels={"analysis": "{analysis}", "figure": "glass brain"},
         ),
         slices=report(
-            "results/analyses/{analysis}/figures/slices.png",
+            layout.figure("analyses", "{analysis}", "slices"),
             caption="../report/slices.rst",
             category="{analysis}",
             labels={"analysis": "{analysis}", "figure": "slices"},
         ),
-        sidecars=expand(
-            "results/analyses/{{analysis}}/figures/{fig}.json",
-            fig=["foci", "glass", "slices"],
+        sidecars=sidecars(
+            [
+                layout.figure("analyses", "{analysis}", fig)
+                for fig in ["foci", "glass", "slices"]
+            ]
         ),
     log:
-        "logs/figures/{analysis}.log",
+        layout.log("figures", "{analysis}"),
     benchmark:
-        "results/benchmarks/figures/{analysis}.tsv"
+        layout.benchmark("figures", "{analysis}")
     conda:
         "../../envs/cbma.yaml"
     params:
@@ -46,12 +52,12 @@ rule report:
     input:
         unpack(report_inputs),
     output:
-        html="results/report.html",
-        sidecar="results/report.json",
+        html=layout.REPORT,
+        sidecar=sidecar_path(layout.REPORT),
     log:
-        "logs/report.log",
+        layout.log("report"),
     benchmark:
-        "results/benchmarks/report.tsv"
+        layout.benchmark("report")
     conda:
         "../../envs/cbma.yaml"
     params:
@@ -68,16 +74,16 @@ rule compare_figure:
         compare_figure_input,
     output:
         report(
-            "results/{kind}/{name}/figures/glass.png",
+            layout.figure("{kind}", "{name}", "glass"),
             caption="../report/compare.rst",
             category="{kind}",
             labels={"name": "{name}", "figure": "glass brain"},
         ),
-        "results/{kind}/{name}/figures/glass.json",
+        sidecar_path(layout.figure("{kind}", "{name}", "glass")),
     log:
-        "logs/compare_figure/{kind}_{name}.log",
+        layout.log("compare_figure", "{kind}", "{name}"),
     benchmark:
-        "results/benchmarks/compare_figure/{kind}_{name}.tsv"
+        layout.benchmark("compare_figure", "{kind}", "{name}")
     conda:
         "../../envs/cbma.yaml"
     params:
@@ -90,13 +96,13 @@ rule compare_figure:
 
 rule provenance:
     input:
-        [f for f in final_outputs() if f != "results/provenance.json"],
+        [f for f in final_outputs() if f != layout.PROVENANCE],
     output:
-        "results/provenance.json",
+        layout.PROVENANCE,
     log:
-        "logs/provenance.log",
+        layout.log("provenance"),
     benchmark:
-        "results/benchmarks/provenance.tsv"
+        layout.benchmark("provenance")
     conda:
         "../../envs/cbma.yaml"
     params:

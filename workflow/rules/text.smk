@@ -6,12 +6,12 @@ rule text_model:
     input:
         unpack(lambda wc: text_inputs(wc.dataset)),
     output:
-        model="results/datasets/{dataset}/text-model.npz",
-        sidecar="results/datasets/{dataset}/text-model.json",
+        model=layout.dataset_file("text-model.npz"),
+        sidecar=layout.dataset_file("text-model.json"),
     log:
-        "logs/text_model/{dataset}.log",
+        layout.log("text_model", "{dataset}"),
     benchmark:
-        "results/benchmarks/text_model/{dataset}.tsv"
+        layout.benchmark("text_model", "{dataset}")
     conda:
         "../../envs/cbma.yaml"
     params:
@@ -29,23 +29,19 @@ rule query:
         model=lambda wc: text_model_file(QUERIES[wc.query]["dataset"]),
         mask=MASK,
     output:
-        map="results/queries/{query}/map.nii.gz",
-        terms="results/queries/{query}/terms.tsv",
+        map=layout.query_file("map.nii.gz"),
+        terms=layout.query_file("terms.tsv"),
         figure=report(
-            "results/queries/{query}/figures/glass.png",
+            layout.query_file("figures/glass.png"),
             caption="../report/query.rst",
             category="queries",
             labels={"query": "{query}", "figure": "glass brain"},
         ),
-        sidecars=[
-            "results/queries/{query}/map.json",
-            "results/queries/{query}/terms.json",
-            "results/queries/{query}/figures/glass.json",
-        ],
+        sidecars=sidecars([layout.query_file(f) for f in layout.QUERY_FILES]),
     log:
-        "logs/query/{query}.log",
+        layout.log("query", "{query}"),
     benchmark:
-        "results/benchmarks/query/{query}.tsv"
+        layout.benchmark("query", "{query}")
     conda:
         "../../envs/cbma.yaml"
     params:
@@ -61,25 +57,20 @@ rule evaluate:
     input:
         unpack(lambda wc: text_inputs(EVALUATE[wc.evaluation]["dataset"])),
     output:
-        held_out="results/evaluation/{evaluation}/held_out.tsv",
-        summary="results/evaluation/{evaluation}/summary.tsv",
-        curves="results/evaluation/{evaluation}/dice_curves.tsv",
+        held_out=layout.evaluation_file("held_out.tsv"),
+        summary=layout.evaluation_file("summary.tsv"),
+        curves=layout.evaluation_file("dice_curves.tsv"),
         figure=report(
-            "results/evaluation/{evaluation}/figures/dice_curves.png",
+            layout.evaluation_file("figures/dice_curves.png"),
             caption="../report/evaluate.rst",
             category="evaluation",
             labels={"evaluation": "{evaluation}", "figure": "Dice curves"},
         ),
-        sidecars=[
-            "results/evaluation/{evaluation}/held_out.json",
-            "results/evaluation/{evaluation}/summary.json",
-            "results/evaluation/{evaluation}/dice_curves.json",
-            "results/evaluation/{evaluation}/figures/dice_curves.json",
-        ],
+        sidecars=sidecars([layout.evaluation_file(f) for f in layout.EVALUATION_FILES]),
     log:
-        "logs/evaluate/{evaluation}.log",
+        layout.log("evaluate", "{evaluation}"),
     benchmark:
-        "results/benchmarks/evaluate/{evaluation}.tsv"
+        layout.benchmark("evaluate", "{evaluation}")
     conda:
         "../../envs/cbma.yaml"
     params:
@@ -98,35 +89,34 @@ rule classify:
     input:
         unpack(classify_inputs),
     output:
-        scores="results/classify/{classifier}/cv_scores.tsv",
-        summary="results/classify/{classifier}/classification.json",
-        weights="results/classify/{classifier}/weights.nii.gz",
-        searchlight="results/classify/{classifier}/searchlight.nii.gz",
-        table="results/classify/{classifier}/searchlight_tab-clust.tsv",
+        scores=layout.classify_file("cv_scores.tsv"),
+        summary=layout.classify_file("classification.json"),
+        weights=layout.classify_file("weights.nii.gz"),
+        searchlight=layout.classify_file("searchlight.nii.gz"),
+        table=layout.classify_file(f"{layout.cluster_table('searchlight')}.tsv"),
         weights_figure=report(
-            "results/classify/{classifier}/figures/weights.png",
+            layout.classify_file("figures/weights.png"),
             caption="../report/classify.rst",
             category="classify",
             labels={"classifier": "{classifier}", "figure": "weights"},
         ),
         searchlight_figure=report(
-            "results/classify/{classifier}/figures/searchlight.png",
+            layout.classify_file("figures/searchlight.png"),
             caption="../report/classify.rst",
             category="classify",
             labels={"classifier": "{classifier}", "figure": "searchlight"},
         ),
-        sidecars=[
-            "results/classify/{classifier}/cv_scores.json",
-            "results/classify/{classifier}/weights.json",
-            "results/classify/{classifier}/searchlight.json",
-            "results/classify/{classifier}/searchlight_tab-clust.json",
-            "results/classify/{classifier}/figures/weights.json",
-            "results/classify/{classifier}/figures/searchlight.json",
-        ],
+        sidecars=sidecars(
+            [
+                layout.classify_file(f)
+                for f in layout.CLASSIFY_FILES
+                if not f.endswith(".json")
+            ]
+        ),
     log:
-        "logs/classify/{classifier}.log",
+        layout.log("classify", "{classifier}"),
     benchmark:
-        "results/benchmarks/classify/{classifier}.tsv"
+        layout.benchmark("classify", "{classifier}")
     conda:
         "../../envs/cbma.yaml"
     params:
