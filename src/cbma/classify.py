@@ -347,11 +347,8 @@ def searchlight(ma, labels, mask, radius_mm=6.0, n_splits=5, seed=0, *, step=1,
     Notes
     -----
     Cost: per test study and label beyond the first, one sparse product of
-    about (active voxels) x (sphere voxels) operations. Measured on two
-    shared cores with one BLAS thread: 1,500 binary MKDA maps on the 2 mm
-    mask (8,800 active voxels each, 3.9 %), 6 mm sphere, two labels, five
-    folds: 10-20 s and 0.8 GB (the sphere matrix, 28 million entries, takes
-    0.3 GB); with ``step=2``, 5 s.
+    about (active voxels) x (sphere voxels) operations; measured times are in
+    ``docs/performance.md``.
     """
     _check_scoring(scoring)
     if not np.isfinite(var_floor) or var_floor <= 0:

@@ -85,18 +85,10 @@ is chosen by GCV rather than fixed at 0.1, the screening threshold is robust
 z-like scores.
 
 Scale
-    Measured on two shared cores (load about 3) with a synthetic database of
-    14,000 studies (30 foci each), a 3,000-term vocabulary and the 4 mm grid
-    (28,549 voxels): the fit takes 95 s with title-like texts and 120 s with
-    abstract-like ones (about half in the NMF with 100 components), with a
-    peak resident memory of 1.9 GB (``X^T Y`` in float64: 0.7 GB; the
-    float32 coefficients: 0.34 GB; all target rows kept sparse: 0.3 GB; one
-    block of 1,000 dense target rows: 0.23 GB). A query takes 0.03-0.2 s;
-    the saved model is 0.3 GB (12-20 s to write, 3 s to read). The
-    screening adds no pass over the targets and no extra terms x terms x voxels
-    product (its second ridge is on the kept terms only): fitted on the
-    abstracts of 13,500 synthetic studies with their MKDA maps as targets,
-    the whole fit took 51 s, with the five candidate smoothing weights
+    Time and memory grow with studies x vocabulary (the NMF, ``X^T Y``) and
+    with vocabulary x coarse voxels (the coefficients); the screening adds no
+    pass over the targets (its second ridge is on the kept terms only).
+    Measured figures at Neurosynth's scale are in ``docs/performance.md``
     (``benchmarks/bench_text_evaluation.py``).
 """
 
