@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cbma import chi2, clusters, io, layout, selection, space
+from cbma import atlases, chi2, clusters, io, layout, selection, space
 from cbma.runner import run
 
 FDR = layout.FDR
@@ -39,7 +39,11 @@ def main(job):
     atlas = clusters.load_atlas(smk.input.atlas, smk.input.atlas_labels)
     table, _ = clusters.cluster_table(shown, mask, threshold=0.0, peak_map=shown, atlas=atlas,
                                       p=maps[f"p_desc-association_{FDR}"],
-                                      min_size=smk.params.min_size)
+                                      min_size=smk.params.min_size,
+                                      min_volume=smk.params.min_volume,
+                                      atlases=atlases.load_atlases(smk.params.atlases,
+                                                                   smk.input.atlases),
+                                      talairach=smk.params.talairach)
     io.write_tsv(table, smk.output.table[0])
     n_assoc = int((shown != 0).sum())
     job.log(f"{name}: {ma1.shape[0]} vs {ma2.shape[0]} experiments; {n_assoc} voxels with "

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from cbma import classify, clusters, figures, io, selection, space
+from cbma import atlases, classify, clusters, figures, io, selection, space
 from cbma.runner import run
 
 #: searchlight voxels shown in the cluster table: balanced accuracy above this
@@ -47,14 +47,16 @@ def main(job):
     io.save_nifti(mask.to_image(accuracy), smk.output.searchlight)
     atlas = clusters.load_atlas(smk.input.atlas, smk.input.atlas_labels)
     table, _ = clusters.cluster_table(accuracy, mask, threshold=TABLE_THRESHOLD, atlas=atlas,
-                                      tails=["positive"])
+                                      tails=["positive"],
+                                      atlases=atlases.load_atlases(p.atlases, smk.input.atlases),
+                                      talairach=p.talairach)
     io.write_tsv(table, smk.output.table)
     figures.glass_brain_figure(mask.to_image(result.weights),
                                f"{name}: classifier weights (+ {p.analyses[0]})",
-                               smk.output.weights_figure, two_sided=True)
+                               smk.output.weights_figure, two_sided=True, mask=mask)
     figures.glass_brain_figure(mask.to_image(np.maximum(accuracy - result.chance, 0.0)),
                                f"{name}: searchlight accuracy above chance",
-                               smk.output.searchlight_figure)
+                               smk.output.searchlight_figure, mask=mask)
     job.log(f"{name}: {p.analyses[0]} ({rows[0].size}) vs {p.analyses[1]} ({rows[1].size}): "
             f"{result.scoring} {result.mean:.3f} +/- {result.sd:.3f} (chance "
             f"{result.chance:.2f}); searchlight max {accuracy.max():.3f}", echo=True)

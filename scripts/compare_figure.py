@@ -1,6 +1,6 @@
 """Rule compare_figure: glass brain of a contrast or conjunction map."""
 
-from cbma import figures, io
+from cbma import figures, io, space
 from cbma.runner import run
 
 
@@ -8,9 +8,9 @@ def main(job):
     smk = job.smk
     kind, name = smk.wildcards.kind, smk.wildcards.name
     two_sided = kind == "contrasts"
-    what = "z where p < alpha" if two_sided else "minimum z where all are positive"
-    figures.glass_brain_figure(io.load_nifti(smk.input[0]), f"{name}: {what}", smk.output[0],
-                               two_sided=two_sided)
+    what = "z where p < alpha" if two_sided else "minimum z where every analysis is significant"
+    figures.glass_brain_figure(io.load_nifti(smk.input.map), f"{name}: {what}", smk.output[0],
+                               two_sided=two_sided, mask=space.load_mask(smk.input.mask))
     job.finish()
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cbma import clusters, compare, io, space
+from cbma import atlases, clusters, compare, io, space
 from cbma.runner import run
 
 
@@ -22,7 +22,10 @@ def main(job):
     io.save_nifti(mask.to_image(result), smk.output.maps[0])
     atlas = clusters.load_atlas(smk.input.atlas, smk.input.atlas_labels)
     table, _ = clusters.cluster_table(result, mask, threshold=0.0, peak_map=peak_z,
-                                      atlas=atlas, tails=["positive"])
+                                      atlas=atlas, tails=["positive"],
+                                      atlases=atlases.load_atlases(smk.params.atlases,
+                                                                   smk.input.atlases),
+                                      talairach=smk.params.talairach)
     io.write_tsv(table, smk.output.table[0])
     rule = ", ".join(f"{a}: {cmap} > {t:.4g} (FWE p < {alpha:g})"
                      for a, t, alpha in zip(smk.params.analyses, thresholds, alphas, strict=True))

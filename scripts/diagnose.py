@@ -1,8 +1,9 @@
 """Rule diagnose: cluster table, Jackknife, FocusCounter and contribution shares."""
 
 import numpy as np
+import scipy.sparse as sp
 
-from cbma import clusters, diagnostics, estimators, io, selection, space
+from cbma import atlases, clusters, coordinates, diagnostics, estimators, io, selection, space
 from cbma.runner import run
 
 
@@ -19,7 +20,8 @@ def main(job):
     atlas = clusters.load_atlas(inp.atlas, inp.atlas_labels)
     table, label_maps = clusters.cluster_table(
         target, mask, threshold=p.threshold, min_size=p.min_size, peak_map=z, p=p_target,
-        atlas=atlas, tails=["positive"])
+        atlas=atlas, tails=["positive"], min_volume=p.min_volume,
+        atlases=atlases.load_atlases(p.atlases, inp.atlases), talairach=p.talairach)
     # p comes back from float32 -log10 p: keep the digits that mean something
     table["Cluster p"] = table["Cluster p"].map(lambda v: float(f"{v:.6g}"))
     labels = label_maps["positive"]
@@ -27,6 +29,9 @@ def main(job):
     ma, ids = selection.selected_ma(inp.ma, inp.selection)
     ids = list(ids)
     coords = selection.selected_coordinates(io.read_tsv(inp.coordinates), ids)
+    weights = estimators.experiment_weights(p.weights, coordinates.experiments_table(coords))
+    if weights is not None:  # weighted MKDA: each experiment's MA map counts its weight
+        ma = sp.diags(weights) @ ma
     tables = [
         table,
         diagnostics.jackknife(ma, labels, ids, statistic=statistic),

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from cbma import estimators, io, selection, space
+from cbma import coordinates, estimators, io, selection, space
 from cbma.runner import run
 
 
@@ -11,7 +11,10 @@ def main(job):
     estimator = smk.params.estimator
     mask = space.load_mask(smk.input.mask)
     ma, ids = selection.selected_ma(smk.input.ma, smk.input.selection)
-    maps, (centres, weights) = estimators.get(estimator).fit(ma)
+    exps = coordinates.experiments_table(selection.selected_coordinates(
+        io.read_tsv(smk.input.coordinates), ids))
+    maps, (centres, weights) = estimators.get(estimator).fit(
+        ma, estimators.experiment_weights(smk.params.weights, exps))
     io.save_named_maps(mask, maps, smk.output.maps)
     io.write_tsv(pd.DataFrame({"stat": centres, "probability": weights}), smk.output.null[0])
     job.log(f"{smk.wildcards.analysis}: {estimator} of {len(ids)} experiments, max stat "

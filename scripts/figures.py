@@ -1,6 +1,6 @@
 """Rule figures: foci and result figures of one analysis."""
 
-from cbma import figures, io, selection
+from cbma import figures, io, selection, space
 from cbma.runner import run
 
 TITLES = {
@@ -14,14 +14,15 @@ def main(job):
     name = smk.wildcards.analysis
     table = selection.selected_coordinates(io.read_tsv(smk.input.coordinates),
                                            selection.read_selection(smk.input.selection))
+    mask = space.load_mask(smk.input.mask)
     figures.foci_figure(table, f"{name}: {table['id'].nunique()} experiments, "
-                        f"{len(table)} foci", smk.output.foci)
+                        f"{len(table)} foci", smk.output.foci, mask=mask)
     img = io.load_nifti(smk.input.z)
     two_sided = smk.params.estimator == "mkda_chi2"
     title = f"{name}: " + TITLES.get(smk.params.estimator, TITLES["default"]).format(
         q=smk.params.q)
-    figures.glass_brain_figure(img, title, smk.output.glass, two_sided=two_sided)
-    figures.slices_figure(img, title, smk.output.slices)
+    figures.glass_brain_figure(img, title, smk.output.glass, two_sided=two_sided, mask=mask)
+    figures.slices_figure(img, title, smk.output.slices, mask=mask)
     job.finish()
 
 

@@ -17,7 +17,8 @@ def main(job):
                                      hist["probability"].to_numpy())
     exps = coordinates.experiments_table(table)
     mask = space.load_mask(smk.input.mask)
-    model = estimators.get(p.estimator).null_model(exps, mask, p.kernel)
+    model = estimators.get(p.estimator).null_model(
+        exps, mask, p.kernel, weights=estimators.experiment_weights(p.weights, exps))
     iterations = chunks.chunk_iterations(chunk, p.chunk_size)
     job.log(f"{analysis}: iterations {iterations[0]}-{iterations[-1]}, cluster-forming "
             f"{p.estimator} statistic > {threshold:g} (p < {p.voxel_thresh:g})")

@@ -27,7 +27,7 @@ def main(job):
     table["in_text"] = table["term"].map(result.terms).fillna(0).astype(int)
     io.write_tsv(table, smk.output.terms)
     figures.glass_brain_figure(model.mask.to_image(values), f"{name}: {text!r}",
-                               smk.output.figure)
+                               smk.output.figure, mask=model.mask)
     matched = ", ".join(result.terms) or "none"
     job.log(f"{name}: {text!r} read as {matched}; related: "
             + ", ".join(t for t in list(result.weights)[:8] if t not in result.terms), echo=True)

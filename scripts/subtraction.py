@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from cbma import clusters, compare, io, layout, selection, space
+from cbma import atlases, clusters, compare, io, layout, selection, space
 from cbma.runner import run
 
 
@@ -24,7 +24,10 @@ def main(job):
     io.save_named_maps(mask, maps, smk.output.maps)
     atlas = clusters.load_atlas(smk.input.atlas, smk.input.atlas_labels)
     table, _ = clusters.cluster_table(maps[shown], mask, threshold=0.0,
-                                      peak_map=maps[z_name], atlas=atlas)
+                                      peak_map=maps[z_name], atlas=atlas,
+                                      atlases=atlases.load_atlases(smk.params.atlases,
+                                                                   smk.input.atlases),
+                                      talairach=smk.params.talairach)
     io.write_tsv(table, smk.output.table[0])
     io.write_tsv(pd.DataFrame({"iteration": null["iterations"], "max_abs_difference":
                                null["max_abs"]}), smk.output.null[0])

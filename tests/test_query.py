@@ -398,3 +398,23 @@ def test_screening_keeps_the_informative_terms(studies, mask):
               for name, model in (("screened", screened), ("plain", plain))}
     diff = {name: s.loc["model - keyword", "dice_auc_mean"] for name, s in scores.items()}
     assert diff["screened"] > diff["plain"] > 0, diff
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_partial_ranks_equal_a_full_sort_where_they_are_computed(seed):
+    """The evaluation ranks only the top voxels; they must be the full sort's ranks."""
+    from cbma.evaluate import _dice_curve, _ranks
+
+    rng = np.random.default_rng(seed)
+    n, top = 5000, 1500
+    values = rng.integers(0, 4, n).astype(float)  # many ties
+    secondary = -rng.integers(0, 20, n).astype(float)
+    for sec in (None, secondary):
+        full, part = _ranks(values, sec), _ranks(values, sec, top=top)
+        inside = full < top
+        np.testing.assert_array_equal(part[inside], full[inside])
+        assert (part[~inside] == n).all()
+        sizes = np.array([250, 1000, top])
+        other = _ranks(rng.standard_normal(n))
+        np.testing.assert_array_equal(_dice_curve(full, other, sizes),
+                                      _dice_curve(part, other, sizes))

@@ -14,9 +14,11 @@ reports (issue #1086): the corrected map is constant over a cluster.
 
 The table has NiMARE's columns (``Cluster ID, X, Y, Z, Peak Stat, Cluster
 Size (mm3)``, ids ``"PositiveTail 1"``, ``"PositiveTail 1a"``, ...) plus the
-cluster's p (``Cluster p``) and the atlas region at each peak (``Label``).
-Clusters are numbered 1..n per tail by descending peak value; the label maps
-use the same numbers.
+cluster's p (``Cluster p``) and the atlas region at each peak (``Label``);
+on request, a column per further atlas (:mod:`cbma.atlases`) and the peaks'
+Talairach coordinates (``TAL X``, ``TAL Y``, ``TAL Z``). Clusters are
+numbered 1..n per tail by descending peak value; the label maps use the
+same numbers.
 """
 
 from dataclasses import dataclass
@@ -28,10 +30,12 @@ from scipy import ndimage
 
 from .errors import CbmaError
 from .io import load_nifti, read_tsv
-from .space import mm_to_vox, vox_to_mm
+from .space import mm_to_vox, mni2tal, vox_to_mm
 
 TABLE_COLUMNS = ["Cluster ID", "X", "Y", "Z", "Peak Stat", "Cluster Size (mm3)",
                  "Cluster p", "Label"]
+#: The peaks' Talairach coordinates, after the atlas columns, when asked for.
+TALAIRACH_COLUMNS = ["TAL X", "TAL Y", "TAL Z"]
 TAILS = {"positive": ("PositiveTail", 1.0), "negative": ("NegativeTail", -1.0)}
 NO_LABEL = "no label"
 DEFAULT_THRESHOLD = 1.645  # one-sided z of p = 0.05
@@ -286,7 +290,8 @@ def cluster_peaks(peak_values, support, mask, min_distance=8.0, max_peaks=4):
 
 
 def cluster_table(target, mask, threshold=DEFAULT_THRESHOLD, min_size=0, peak_map=None,
-                  p=None, atlas=None, tails=None, min_distance=8.0, max_subpeaks=3):
+                  p=None, atlas=None, tails=None, min_distance=8.0, max_subpeaks=3,
+                  min_volume=0.0, atlases=None, talairach=None):
     """Table of the clusters of a map, with peaks, subpeaks, sizes, p and labels.
 
     Parameters
@@ -319,6 +324,16 @@ def cluster_table(target, mask, threshold=DEFAULT_THRESHOLD, min_size=0, peak_ma
         Subpeaks must lie farther than this (mm) from every higher kept peak.
     max_subpeaks : int
         Subpeaks reported per cluster (named 1a, 1b, 1c, ...).
+    min_volume : float
+        Minimum cluster volume in mm3 (voxels times the voxel volume of
+        ``mask``); a cluster must pass both minimums.
+    atlases : dict of str to Atlas, optional
+        More atlases, by column name (:func:`cbma.atlases.load_atlases`):
+        one column of region names at each peak per atlas, after ``Label``.
+    talairach : {"icbm_other", "icbm_spm", "icbm_fsl"}, optional
+        Add the peaks' Talairach coordinates (columns
+        :data:`TALAIRACH_COLUMNS`, last; mm, rounded to 0.01), by this
+        Lancaster transform (:func:`cbma.space.mni2tal`).
 
     Returns
     -------
@@ -327,7 +342,8 @@ def cluster_table(target, mask, threshold=DEFAULT_THRESHOLD, min_size=0, peak_ma
         (``"PositiveTail 1"``, ``"PositiveTail 1a"``, ...), ``X``, ``Y``,
         ``Z`` (mm), ``Peak Stat`` (signed value of ``peak_map``), ``Cluster
         Size (mm3)`` (int; ``""`` on subpeak rows), ``Cluster p`` (NaN on
-        subpeak rows or without ``p``), ``Label`` (``""`` without atlas).
+        subpeak rows or without ``p``), ``Label`` (``""`` without atlas);
+        then the columns of ``atlases`` and ``talairach``.
         Empty (no rows) when no voxel passes the threshold.
     label_maps : dict of str to ndarray of int
         For each reported tail, the masked label map: cluster ``k`` of the
@@ -342,10 +358,14 @@ def cluster_table(target, mask, threshold=DEFAULT_THRESHOLD, min_size=0, peak_ma
     if p is not None and np.shape(p) != target.shape:
         raise CbmaError(f"p map has shape {np.shape(p)}, expected {target.shape}")
     voxel_volume = float(np.prod(mask.voxel_size))
+    if not np.isfinite(min_volume) or min_volume < 0:
+        raise CbmaError(f"minimum cluster volume must be a number >= 0 (mm3), got {min_volume!r}")
+    # the fewest voxels whose volume reaches min_volume (the margin absorbs rounding)
+    min_voxels = max(min_size or 0, int(np.ceil(min_volume / voxel_volume - 1e-9)))
     rows, label_maps = [], {}
     for tail in _tails_of(target, tails):
         prefix, sign = TAILS[tail]
-        labels, sizes = find_clusters(target, mask, threshold, min_size, tail)
+        labels, sizes = find_clusters(target, mask, threshold, min_voxels, tail)
         peaks = [cluster_peaks(sign * peak_map, labels == c, mask, min_distance,
                                max_subpeaks + 1) for c in range(1, sizes.size + 1)]
         order = np.argsort([-vals[0] for _, vals in peaks], kind="stable")
@@ -364,8 +384,14 @@ def cluster_table(target, mask, threshold=DEFAULT_THRESHOLD, min_size=0, peak_ma
                              int(sizes[c] * voxel_volume) if k == 0 else "",
                              cluster_p if k == 0 else np.nan, names[k]])
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
-    return table.astype({"X": float, "Y": float, "Z": float, "Peak Stat": float,
-                         "Cluster p": float}), label_maps
+    table = table.astype({"X": float, "Y": float, "Z": float, "Peak Stat": float,
+                          "Cluster p": float})
+    xyz = table[["X", "Y", "Z"]].to_numpy()
+    for column, extra in (atlases or {}).items():
+        table[column] = atlas_labels(xyz, extra)
+    if talairach is not None:
+        table[TALAIRACH_COLUMNS] = np.round(mni2tal(xyz, talairach), 2)
+    return table, label_maps
 
 
 def label_image(labels, mask):

@@ -325,6 +325,9 @@ def _check_analysis(where, analysis):
     if est.fwe and method != "montecarlo":
         raise CbmaError(f"config: {where}.correction.method: {estimator} is corrected with "
                         "montecarlo (FWE); fdr is for mkda_chi2")
+    if analysis["weights"] != "equal" and estimator != "mkda":
+        raise CbmaError(f"config: {where}.weights: only for estimator mkda (MKDA density), "
+                        f"not {estimator}")
     if est.fwe:
         for key, default in (("versus", "rest"), ("naming", "nimare")):
             if analysis[key] != default:
@@ -333,8 +336,46 @@ def _check_analysis(where, analysis):
         raise CbmaError(f"config: {where}: give select or seed, not both")
 
 
+#: dataset formats with annotation labels and subject-group columns (cbma.dataset)
+LABELLED_FORMATS = ("nimads", "studyset_parquet", "table")
+
+
+def _check_formats_and_pooling(config):
+    """Dataset keys that only some formats take; pooling only where it means something."""
+    for name, block in config["datasets"].items():
+        fmt = block["format"]
+        if "features" in block and fmt != "neurosynth":
+            raise CbmaError(f"config: datasets.{name}.features: only for the neurosynth "
+                            f"format, not {fmt}")
+        if "annotations" in block and fmt != "nimads":
+            raise CbmaError(f"config: datasets.{name}.annotations: only for the nimads format "
+                            f"(a studyset_parquet folder holds its annotations), not {fmt}")
+        if "labels" in block and fmt not in LABELLED_FORMATS:
+            raise CbmaError(f"config: datasets.{name}.labels: only for the "
+                            f"{', '.join(LABELLED_FORMATS)} formats, not {fmt}")
+        if fmt == "studyset_parquet" and isinstance(block["path"], list) and len(
+                block["path"]) > 1:
+            raise CbmaError(f"config: datasets.{name}.path: a studyset_parquet dataset is one "
+                            "folder")
+    pools = [(f"datasets.{name}", block, block) for name, block in config["datasets"].items()]
+    for section in ("analyses", "coactivation"):
+        for name, analysis in config[section].items():
+            where = f"{section}.{name}"
+            if "pool" in analysis and analysis["estimator"] == "mkda_chi2":
+                raise CbmaError(f"config: {where}.pool: mkda_chi2 analyses are not pooled (they "
+                                "take one experiment per study, as Neurosynth does)")
+            pools.append((where, analysis, config["datasets"][analysis["dataset"]]))
+    for where, block, dataset in pools:
+        pool = block.get("pool")
+        if isinstance(pool, dict) and dataset["format"] not in LABELLED_FORMATS:
+            raise CbmaError(f"config: {where}.pool.column: a {dataset['format']} dataset has "
+                            f"no subject-group column (the {', '.join(LABELLED_FORMATS)} "
+                            "formats do); use pool: study")
+
+
 def _check_combinations(config):
     """What the schema cannot say: which analyses a contrast, conjunction or classify takes."""
+    _check_formats_and_pooling(config)
     for section in ("analyses", "coactivation"):
         for name, analysis in config[section].items():
             _check_analysis(f"{section}.{name}", analysis)

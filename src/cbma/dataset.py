@@ -2,9 +2,11 @@
 
 :func:`load_dataset` reads the files of one dataset with the reader of its
 format (:mod:`cbma.coordinates` for Sleuth text and NiMARE JSON foci,
-:mod:`cbma.neurosynth` for Neurosynth databases and NiMARE JSON labels),
-brings Talairach foci to MNI (:func:`cbma.space.tal2mni`) and checks the
-experiments across files.
+:mod:`cbma.neurosynth` for Neurosynth databases and NiMARE JSON labels,
+:mod:`cbma.studyset` for NIMADS studysets in JSON and parquet,
+:mod:`cbma.foci_table` for foci tables compiled by hand), brings Talairach
+foci to MNI (:func:`cbma.space.tal2mni`) and checks the experiments across
+files.
 """
 
 from pathlib import Path
@@ -16,13 +18,18 @@ import scipy.sparse as sp
 from . import neurosynth
 from .coordinates import experiments_table, read_nimare_json, read_sleuth
 from .errors import CbmaError
+from .foci_table import read_foci_table
 from .io import unreadable
 from .space import tal2mni
+from .studyset import read_nimads, read_studyset_parquet
 from .term_weights import TermWeights, empty_term_weights
 
 READERS = {"sleuth": read_sleuth, "nimare_json": read_nimare_json}
 #: formats whose files carry term weights (read by :mod:`cbma.neurosynth`)
 TERM_FORMATS = ("neurosynth", "neurosynth_v7")
+#: formats whose readers take annotation labels and subject-group columns
+#: (:mod:`cbma.studyset`, :mod:`cbma.foci_table`), and how many paths each takes
+LABELLED_FORMATS = {"nimads": "files", "studyset_parquet": "folder", "table": "files"}
 
 
 def read_dataset(paths, fmt, talairach_transform="icbm_other"):
@@ -46,16 +53,19 @@ def read_dataset(paths, fmt, talairach_transform="icbm_other"):
     return load_dataset(paths, fmt, talairach_transform, terms=False)[0]
 
 
-def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None, terms=True):
+def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None, terms=True,
+                 annotations=(), labels=None, groups=()):
     """Read a dataset: its foci in MNI space, its term weights and its studies.
 
     Parameters
     ----------
     paths : str, Path or list of them
-        The files of one dataset (``sleuth``, ``nimare_json``: one or more
-        files, experiments concatenated in file order; ``neurosynth``: the
-        ``database.txt``; ``neurosynth_v7``: the release's folder).
-    fmt : {"sleuth", "nimare_json", "neurosynth", "neurosynth_v7"}
+        The files of one dataset (``sleuth``, ``nimare_json``, ``nimads``,
+        ``table``: one or more files, experiments concatenated in file order;
+        ``neurosynth``: the ``database.txt``; ``neurosynth_v7`` and
+        ``studyset_parquet``: the folder).
+    fmt : {"sleuth", "nimare_json", "neurosynth", "neurosynth_v7", "nimads", \
+"studyset_parquet", "table"}
         File format.
     talairach_transform : str
         Lancaster variant used to bring Talairach foci to MNI
@@ -64,6 +74,17 @@ def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None, te
         ``neurosynth`` only: the study x term weights (``features.txt``).
     terms : bool
         Read the term weights (False: the weights returned are empty).
+    annotations : sequence of str or Path
+        ``nimads`` only: annotation documents whose notes are added to the
+        studyset's (see :func:`cbma.studyset.read_nimads`).
+    labels : sequence of str, optional
+        ``nimads``, ``studyset_parquet``, ``table``: the annotation keys (or
+        columns) that become term weights; by default every key with numbers
+        (table: none).
+    groups : sequence of str
+        ``nimads``, ``studyset_parquet``, ``table``: the keys (or columns)
+        naming each experiment's subject group, kept as columns of the table
+        for pooling (:mod:`cbma.pooling`).
 
     Returns
     -------
@@ -82,13 +103,22 @@ def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None, te
         that cannot be read (``<file>: cannot read (permission denied)``),
         or an experiment id in two files.
     """
-    known = [*READERS, *TERM_FORMATS]
+    known = [*READERS, *TERM_FORMATS, *LABELLED_FORMATS]
     if fmt not in known:
         raise CbmaError(f"unknown dataset format {fmt!r}; expected one of {sorted(known)}")
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    if fmt not in LABELLED_FORMATS and (groups or labels is not None):
+        raise CbmaError(f"a {fmt} dataset has no labels or subject-group columns (pool.column "
+                        "and labels are for the nimads, studyset_parquet and table formats)")
+    if annotations and fmt != "nimads":
+        raise CbmaError(f"annotations are for nimads datasets, not {fmt}")
     try:
-        tables, weights, studies = _read_files(paths, fmt, features, terms)
+        if fmt in LABELLED_FORMATS:
+            tables, weights, studies = _read_labelled(paths, fmt, terms, annotations, labels,
+                                                      groups)
+        else:
+            tables, weights, studies = _read_files(paths, fmt, features, terms)
     except OSError as exc:
         raise unreadable(exc, paths[0]) from None
     table = pd.concat(tables, ignore_index=True)
@@ -128,6 +158,32 @@ def _read_files(paths, fmt, features, terms):
     if fmt == "nimare_json" and terms:
         labelled = [neurosynth.read_nimare_json_labels(p) for p in paths]
         weights, studies = _merge_labels(labelled)
+    return tables, weights, studies
+
+
+def _read_labelled(paths, fmt, terms, annotations, labels, groups):
+    """``(tables, weights, studies)`` of a nimads, studyset_parquet or table dataset."""
+    if LABELLED_FORMATS[fmt] == "folder" and len(paths) != 1:
+        raise CbmaError(f"a {fmt} dataset is one folder (got {len(paths)} paths)")
+    parts = []
+    for path in paths:
+        if fmt == "nimads":
+            parts.append(read_nimads(path, annotations, labels, groups))
+        elif fmt == "studyset_parquet":
+            parts.append(read_studyset_parquet(path, labels, groups))
+        else:
+            parts.append(read_foci_table(path, labels, groups))
+    tables = [t for t, _, _ in parts]
+    weights, studies = _merge_labels([(w, s) for _, w, s in parts])
+    studies.attrs = {}
+    for _, _, s in parts:  # the readers' counts, summed over the files
+        for key, value in s.attrs.items():
+            if isinstance(value, list):
+                studies.attrs[key] = sorted({*studies.attrs.get(key, []), *value})
+            else:
+                studies.attrs[key] = studies.attrs.get(key, 0) + value
+    if not terms:
+        weights = None
     return tables, weights, studies
 
 

@@ -66,8 +66,15 @@ class Estimator:
         """Whether the MA maps need each experiment's sample size (ALE's default kernel)."""
         return self.kernel == "ale" and not {"fwhm", "sample_size"} & set(kernel or {})
 
-    def fit(self, ma):
+    def fit(self, ma, weights=None):
         """The statistic's maps and its histogram null, from the selected MA maps.
+
+        Parameters
+        ----------
+        ma : scipy.sparse matrix of shape (n_experiments, n_voxels)
+            The selected experiments' MA maps.
+        weights : ndarray of shape (n_experiments,), optional
+            mkda only: the experiments' weights (:func:`experiment_weights`).
 
         Returns
         -------
@@ -78,15 +85,17 @@ class Estimator:
         """
         if not self.fwe:
             raise CbmaError(f"estimator {self.name} has no single-group statistic")
+        if weights is not None and self.name != "mkda":
+            raise CbmaError(f"estimator {self.name} takes no experiment weights (mkda does)")
         if self.name == "ale":
             from .ale import ale
 
             return ale(ma)
         from .mkda import kda, mkda_density
 
-        return mkda_density(ma) if self.name == "mkda" else kda(ma)
+        return mkda_density(ma, weights) if self.name == "mkda" else kda(ma)
 
-    def null_model(self, experiments, mask, kernel):
+    def null_model(self, experiments, mask, kernel, weights=None):
         """The Monte Carlo null model of this estimator for ``experiments``.
 
         Parameters
@@ -98,6 +107,9 @@ class Estimator:
             Random foci are drawn from its voxels.
         kernel : dict
             The analysis' kernel options.
+        weights : ndarray of shape (n_experiments,), optional
+            mkda only: the experiments' weights, in the rows' order, as
+            :meth:`fit` took them.
         """
         from . import null
 
@@ -109,8 +121,11 @@ class Estimator:
             return null.RandomFociModel(n_foci, fwhms, mask)
         from .spheres import sphere_offsets
 
+        if weights is not None and self.name != "mkda":
+            raise CbmaError(f"estimator {self.name} takes no experiment weights (mkda does)")
         return null.SphereFociModel(n_foci, sphere_offsets(kernel["r"], mask.voxel_size), mask,
-                                    value=kernel["value"], sum_overlap=self.kernel == "kda")
+                                    value=kernel["value"], sum_overlap=self.kernel == "kda",
+                                    weights=weights)
 
 
 ESTIMATORS = {e.name: e for e in (
@@ -121,6 +136,50 @@ ESTIMATORS = {e.name: e for e in (
 )}
 #: Estimators with Monte Carlo FWE-corrected maps (and cluster diagnostics).
 WITH_FWE = tuple(name for name, e in ESTIMATORS.items() if e.fwe)
+
+
+#: How the experiments count in an analysis' statistic (its ``weights`` option).
+WEIGHTS = ("equal", "sample_size")
+
+
+def experiment_weights(scheme, experiments):
+    """The experiments' weights in an analysis' statistic, from its ``weights`` option.
+
+    Parameters
+    ----------
+    scheme : {"equal", "sample_size"}
+        ``"equal"``: every experiment counts once (no weights).
+        ``"sample_size"``: MKDA's weights of Wager et al. (2007), the square
+        root of each sample size, rescaled to sum to the number of experiments
+        (:func:`cbma.mkda.wager_weights`).
+    experiments : pandas.DataFrame
+        One row per experiment, with ``id`` and ``sample_size``, in the order
+        of the MA maps' rows (:func:`cbma.coordinates.experiments_table`).
+
+    Returns
+    -------
+    ndarray of shape (n_experiments,) or None
+        None for equal weights.
+
+    Raises
+    ------
+    CbmaError
+        If an experiment has no sample size, naming it.
+    """
+    if scheme not in WEIGHTS:
+        raise CbmaError(f"unknown weights {scheme!r}; expected one of {', '.join(WEIGHTS)}")
+    if scheme == "equal":
+        return None
+    from .mkda import wager_weights
+
+    n = pd.to_numeric(experiments["sample_size"], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(n) | (n < 1)
+    if bad.any():
+        first = experiments["id"].to_numpy()[bad][0]
+        raise CbmaError(f"weights: sample_size: experiment {first!r} has no sample size "
+                        f"({int(bad.sum())} of {n.size} have none); add them, or use "
+                        "weights: equal")
+    return wager_weights(n)
 
 
 def get(name):

@@ -47,14 +47,40 @@ REPORTED_KS = (5, 10, 20, 30)
 METHODS = ("model", "keyword", "random")
 
 
-def _ranks(values, secondary=None):
+def _ranks(values, secondary=None, top=None):
+    """Rank of each voxel: by value, larger first, then by ``secondary``, then voxel order.
+
+    With ``top``, only the first ``top`` ranks are computed (the rest get
+    ``values.size``): the same ranks there as a full sort, found by
+    partitioning first, which is what a Dice curve up to ``top`` voxels needs.
+    """
+    n = values.size
+    if top is None or top >= n:
+        chosen = np.arange(n)
+    else:
+        chosen = _top_voxels(values, secondary, top)
     if secondary is None:
-        order = np.argsort(-values, kind="stable")
+        order = chosen[np.argsort(-values[chosen], kind="stable")]
     else:  # lexsort is stable: remaining ties keep the voxel order
-        order = np.lexsort((-secondary, -values))
-    ranks = np.empty(values.size, dtype=np.int64)
-    ranks[order] = np.arange(values.size)
+        order = chosen[np.lexsort((-secondary[chosen], -values[chosen]))]
+    ranks = np.full(n, n, dtype=np.int64)
+    ranks[order] = np.arange(order.size)
     return ranks
+
+
+def _top_voxels(values, secondary, top):
+    """The ``top`` voxels a full sort by (value, secondary, voxel order) puts first, sorted."""
+    n = values.size
+    cut = np.partition(values, n - top)[n - top]  # the top-th largest value
+    above = np.flatnonzero(values > cut)
+    tied = np.flatnonzero(values == cut)
+    need = top - above.size
+    if secondary is not None and tied.size > need:
+        second = secondary[tied]
+        cut2 = np.partition(second, second.size - need)[second.size - need]
+        first = tied[second > cut2]
+        tied = np.concatenate([first, tied[second == cut2][: need - first.size]])
+    return np.sort(np.concatenate([above, tied[:need]]))
 
 
 def _check_pair(pred, truth):
@@ -432,14 +458,14 @@ def evaluate_held_out(model, train_texts, train_maps, test_texts, test_maps, *,
                       "n_active": int(np.count_nonzero(truth))}
             if record["n_active"]:
                 ties = distance_ties(truth, grid) if truth_ties == "distance" else None
-                truth_rank = _ranks(truth, ties)
+                truth_rank = _ranks(truth, ties, top=sizes.max())
             for method in METHODS:
                 pred = preds[method][offset if method != "random" else 0]
                 if record["n_active"] == 0:
                     curve, r, auc = np.full(ks.size, np.nan), np.nan, np.nan
                 else:
                     pred, _ = _check_pair(pred, truth)
-                    curve = _dice_curve(_ranks(pred), truth_rank, sizes)
+                    curve = _dice_curve(_ranks(pred, top=sizes.max()), truth_rank, sizes)
                     r, auc = pearson_r(pred, truth), dice_auc(curve, ks)
                 curves[method].append(curve)
                 record[f"{method}_dice_auc"] = auc

@@ -25,7 +25,9 @@ one iteration that the tests compare it with.
 The sphere kernels' loop (:func:`_sphere_iterations`) counts, at every voxel
 a sphere reaches, the experiments (MKDA) or foci (KDA) covering it: the
 statistic is the kernel value times an integer count, exact whatever the
-order of the additions. Both loops find clusters with the same breadth-first
+order of the additions. With experiment weights (MKDA, Wager et al. 2007) it
+sums the weights in experiment order, as the observed statistic is summed,
+so the two agree to the bit. Both loops find clusters with the same breadth-first
 search (:func:`_largest_cluster`), and both touch only the voxels the kernels
 reach, never the whole volume, in an iteration. Both models draw the random
 foci with the same code, so analyses of the same experiments under the same
@@ -184,9 +186,14 @@ class SphereFociModel(_RandomFoci):
         False (MKDA): an experiment adds ``value`` once to every voxel within
         the sphere of any of its foci. True (KDA): it adds ``value`` per focus
         whose sphere covers the voxel.
+    weights : ndarray of shape (n_experiments,), optional
+        MKDA only: experiment ``e`` adds ``value * weights[e]`` instead
+        (:func:`cbma.mkda.wager_weights`), summed in experiment order as
+        :func:`cbma.mkda.mkda_density` sums the observed statistic, so the
+        two agree to the bit. Unit weights are the unweighted model.
     """
 
-    def __init__(self, n_foci, offsets, mask, value=1.0, sum_overlap=False):
+    def __init__(self, n_foci, offsets, mask, value=1.0, sum_overlap=False, weights=None):
         offsets = np.atleast_2d(np.asarray(offsets, dtype=np.int64))
         if offsets.ndim != 2 or offsets.shape[1] != 3 or offsets.shape[0] == 0:
             raise ValueError(f"offsets must be a non-empty (n, 3) array, got {offsets.shape}")
@@ -198,6 +205,19 @@ class SphereFociModel(_RandomFoci):
         self.s_off = np.sort(offsets @ self.strides).astype(np.int64)
         self.value = float(value)
         self.sum_overlap = bool(sum_overlap)
+        if weights is not None:
+            weights = np.asarray(weights, dtype=float)
+            if sum_overlap:
+                raise ValueError("experiment weights are for MKDA density, not KDA")
+            if weights.shape != (self.n_experiments,):
+                raise ValueError(f"expected {self.n_experiments} experiment weights, got "
+                                 f"shape {weights.shape}")
+            if not np.all(np.isfinite(weights) & (weights > 0)):
+                raise ValueError("experiment weights must be positive numbers")
+            if np.all(weights == 1):
+                weights = None
+        #: the experiments' weights; empty when they all count once
+        self.weights = np.empty(0) if weights is None else weights
 
 
 @numba.njit(cache=True, nogil=True)
@@ -468,16 +488,19 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
 
 
 @numba.njit(cache=True, nogil=True)
-def _sphere_iterations(centres, foci_ptr, s_off, strides, value, sum_overlap, threshold,
-                       voxel, stat, state, touched, queue, out):
+def _sphere_iterations(centres, foci_ptr, s_off, strides, value, sum_overlap, weights,
+                       threshold, voxel, stat, state, touched, queue, wsum, out):
     # voxel[v, 1] counts the experiments (MKDA) or the foci (KDA) whose spheres
     # cover v, so the statistic value * count does not depend on the order of
-    # the additions. voxel[v, 0] is -1 outside the mask, else 1 + the last
+    # the additions. With experiment weights, wsum[v] sums the weights of the
+    # experiments covering v, in experiment order (as mkda_density sums them).
+    # voxel[v, 0] is -1 outside the mask, else 1 + the last
     # experiment that wrote v in this iteration (0: none): an experiment counts
     # a voxel once (MKDA), and the voxels written are listed once in
     # ``touched``, the only ones read and reset. Stamp and count side by side:
     # one cache line per sphere voxel.
     n_exp = foci_ptr.size - 1
+    weighted = weights.size > 0
     for it in range(centres.shape[0]):
         n_touched = 0
         for e in range(n_exp):
@@ -496,16 +519,22 @@ def _sphere_iterations(centres, foci_ptr, s_off, strides, value, sum_overlap, th
                         continue
                     voxel[v, 0] = mark
                     voxel[v, 1] += 1
-        max_count = 0
+                    if weighted:
+                        wsum[v] += weights[e]
+        max_stat = 0.0
         n_supra = 0
         for q in range(n_touched):
             v = touched[q]
             n = voxel[v, 1]
             voxel[v, 0] = 0
             voxel[v, 1] = 0
-            if n > max_count:
-                max_count = n
-            x = value * n
+            if weighted:
+                x = value * wsum[v]
+                wsum[v] = 0.0
+            else:
+                x = value * n
+            if x > max_stat:
+                max_stat = x
             if x > threshold:
                 stat[v] = x
                 state[v] = 1
@@ -513,7 +542,7 @@ def _sphere_iterations(centres, foci_ptr, s_off, strides, value, sum_overlap, th
                 n_supra += 1
         max_size, max_mass = _largest_cluster(touched, n_supra, state, stat, threshold,
                                               strides, queue)
-        out[it, 0] = value * max_count
+        out[it, 0] = max_stat
         out[it, 1] = max_size
         out[it, 2] = max_mass
 
@@ -626,13 +655,14 @@ def _sphere_workspace(model):
     state = np.zeros(size, dtype=np.uint8)
     touched = np.empty(min(model.n_foci_total * model.s_off.size, size), dtype=np.int64)
     queue = np.empty_like(touched)
-    return voxel, stat, state, touched, queue
+    wsum = np.zeros(size if model.weights.size else 0)  # weighted sums, see _sphere_iterations
+    return voxel, stat, state, touched, queue, wsum
 
 
 def _sphere_batch(model, centres, threshold, work, out):
     """Null values of the given random foci (rows of padded flat voxels) into ``out``."""
     _sphere_iterations(centres, model.foci_ptr, model.s_off, model.strides, model.value,
-                       model.sum_overlap, float(threshold), *work, out)
+                       model.sum_overlap, model.weights, float(threshold), *work, out)
 
 
 def _reference_summary(stat, mask, threshold):
@@ -664,7 +694,8 @@ def sphere_iteration_reference(model, centres, threshold):
     n_exp = model.n_experiments
     # unpadded voxel indices of the foci; spheres clipped to the volume, then the mask
     ijk = np.stack(np.unravel_index(centres, model.padded_shape), axis=1) - model.pad
-    counts = np.zeros(model.mask.shape, dtype=np.int64)
+    weighted = model.weights.size > 0
+    counts = np.zeros(model.mask.shape, dtype=float if weighted else np.int64)
     for e in range(n_exp):
         ma = np.zeros(model.mask.shape, dtype=np.int64)
         for focus in ijk[model.foci_ptr[e]:model.foci_ptr[e + 1]]:
@@ -675,7 +706,7 @@ def sphere_iteration_reference(model, centres, threshold):
                 np.add.at(ma, (i, j, k), 1)
             else:
                 ma[i, j, k] = 1
-        counts += ma
+        counts += model.weights[e] * ma if weighted else ma
     stat = model.value * model.mask.apply(counts)
     return _reference_summary(stat, model.mask, threshold)
 

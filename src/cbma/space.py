@@ -30,6 +30,21 @@ LANCASTER_MNI2TAL = {
 }
 
 
+def _lancaster(variant):
+    """The 4 x 4 MNI -> Talairach matrix of a Lancaster variant."""
+    if variant not in LANCASTER_MNI2TAL:
+        raise ValueError(f"unknown Talairach transform {variant!r}; "
+                         f"expected one of {sorted(LANCASTER_MNI2TAL)}")
+    m = np.eye(4)
+    m[:3] = LANCASTER_MNI2TAL[variant]
+    return m
+
+
+def _affine_points(xyz, m):
+    xyz = np.atleast_2d(np.asarray(xyz, dtype=float))
+    return (np.c_[xyz, np.ones(len(xyz))] @ m.T)[:, :3]
+
+
 def tal2mni(xyz, variant="icbm_other"):
     """Convert Talairach coordinates to MNI with Lancaster's icbm2tal inverse.
 
@@ -45,14 +60,29 @@ def tal2mni(xyz, variant="icbm_other"):
     ndarray of shape (n, 3)
         MNI coordinates in mm.
     """
-    if variant not in LANCASTER_MNI2TAL:
-        raise ValueError(f"unknown Talairach transform {variant!r}; "
-                         f"expected one of {sorted(LANCASTER_MNI2TAL)}")
-    m = np.eye(4)
-    m[:3] = LANCASTER_MNI2TAL[variant]
-    xyz = np.atleast_2d(np.asarray(xyz, dtype=float))
-    homog = np.c_[xyz, np.ones(len(xyz))]
-    return (homog @ np.linalg.inv(m).T)[:, :3]
+    return _affine_points(xyz, np.linalg.inv(_lancaster(variant)))
+
+
+def mni2tal(xyz, variant="icbm_other"):
+    """Convert MNI coordinates to Talairach with Lancaster's icbm2tal transform.
+
+    The inverse of :func:`tal2mni` (Lancaster et al. 2007), as GingerALE's
+    MNI-to-Talairach conversion.
+
+    Parameters
+    ----------
+    xyz : array-like of shape (n, 3)
+        MNI coordinates in mm.
+    variant : {"icbm_other", "icbm_spm", "icbm_fsl"}
+        Which Lancaster matrix: ``"icbm_spm"`` for foci normalised with SPM,
+        ``"icbm_fsl"`` with FSL, ``"icbm_other"`` (the pooled one) otherwise.
+
+    Returns
+    -------
+    ndarray of shape (n, 3)
+        Talairach coordinates in mm.
+    """
+    return _affine_points(xyz, _lancaster(variant))
 
 
 def mm_to_vox(xyz, affine):

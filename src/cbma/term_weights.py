@@ -6,6 +6,8 @@ experiment ids of its rows and the terms of its columns: what the readers of
 experiments with, and what :func:`save_term_weights` writes at ingest.
 """
 
+import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +18,7 @@ from .errors import CbmaError, InputFileError
 from .io import load_sparse, save_sparse
 
 __all__ = ["TermWeights", "align_term_weights", "empty_term_weights", "load_term_weights",
-           "save_term_weights"]
+           "save_term_weights", "term_weights_from_notes"]
 
 
 @dataclass(frozen=True)
@@ -147,3 +149,115 @@ def load_term_weights(path):
         return TermWeights(matrix, extra["ids"], extra["terms"])
     except CbmaError as exc:
         raise InputFileError(path, None, str(exc)) from None
+
+
+def term_weights_from_notes(ids, notes, keys=None):
+    """Term weights from annotation notes (NIMADS, NeuroStore releases, table columns).
+
+    An annotation gives each experiment notes, ``key: value``. Which become
+    terms:
+
+    - a number is the weight of a term named by its key, with the key's
+      feature-group prefix dropped as NiMARE JSON labels have it
+      (``Neurosynth_TFIDF__pain`` is the term ``pain``, unless two keys then
+      share a name); ``true`` weighs 1, ``false`` 0; null and NaN are absent;
+    - a text value is a term of its own, with weight 1: the note
+      ``comparison_task: n-back`` gives the term ``n-back``. A JSON list
+      written as text (``'["Attention", "Inhibition"]'``, as NeuroStore's
+      releases store lists) or a list gives one term per item.
+
+    Without ``keys``, every key with numbers or true/false values is used and
+    text values are left out (an annotation may hold long free text); with
+    ``keys``, only those keys, their text values included. An experiment
+    given one term twice (two keys, or two annotations) takes the largest
+    weight.
+
+    Parameters
+    ----------
+    ids : sequence of str
+        The experiments, row order.
+    notes : iterable of (int, str, object)
+        ``(row, key, value)`` triples; ``row`` indexes ``ids``.
+    keys : sequence of str, optional
+        The keys to use (see above).
+
+    Returns
+    -------
+    TermWeights
+        Terms in the order first met (every used key with numbers is a term,
+        also when all its values are 0 or false). A key of ``keys`` that no
+        note has gives no term (the readers check the keys against their
+        files).
+    """
+    wanted = None if keys is None else {str(k): None for k in keys}
+    numeric, texts = {}, {}  # key -> {row: weight}; (row, term) -> 1
+    for row, key, value in notes:
+        key = str(key)
+        if wanted is not None and key not in wanted:
+            continue
+        number = _note_number(value)
+        if number is not None:
+            if math.isfinite(number):
+                column = numeric.setdefault(key, {})
+                column[row] = max(column.get(row, number), number)
+            continue
+        if wanted is None:
+            continue
+        for item in _note_items(value):
+            number = _note_number(item)
+            term = str(item).strip() if number is None else None
+            if number is not None and math.isfinite(number):
+                column = numeric.setdefault(key, {})
+                column[row] = max(column.get(row, number), number)
+            elif term:
+                texts[(row, term)] = 1.0
+    names = list(numeric)
+    stripped = [n.rsplit("__", 1)[-1] for n in names]
+    if len(set(stripped)) == len(stripped):
+        names_as_terms = dict(zip(names, stripped, strict=True))
+    else:
+        names_as_terms = {n: n for n in names}
+    cells = {}
+    column_of = {}
+    for key, column in numeric.items():
+        term = names_as_terms[key]
+        column_of.setdefault(term, len(column_of))
+        for row, weight in column.items():
+            cells[(row, term)] = max(cells.get((row, term), weight), weight)
+    for (row, term), weight in texts.items():
+        column_of.setdefault(term, len(column_of))
+        cells[(row, term)] = max(cells.get((row, term), weight), weight)
+    ids = _str_array(ids)
+    rows = np.fromiter((r for r, _ in cells), dtype=np.int64, count=len(cells))
+    cols = np.fromiter((column_of[t] for _, t in cells), dtype=np.int64, count=len(cells))
+    data = np.fromiter(cells.values(), dtype=np.float64, count=len(cells))
+    matrix = sp.csr_matrix((data, (rows, cols)), shape=(ids.size, len(column_of)))
+    return TermWeights(matrix, ids, np.asarray(list(column_of), dtype=object))
+
+
+def _note_number(value):
+    """A note's value as a number (True is 1), or None for text, lists and nulls."""
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    return None
+
+
+def _note_items(value):
+    """The items of a text or list note: a JSON list written as text is a list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            try:
+                parsed = json.loads(text)
+            except ValueError:
+                return [text]
+            if isinstance(parsed, list):
+                return [v for v in parsed if v is not None and not isinstance(v, (list, dict))]
+        return [text]
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [v for v in value if v is not None and not isinstance(v, (list, dict))]
+    return []

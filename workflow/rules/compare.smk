@@ -35,6 +35,7 @@ rule subtraction:
         mask=MASK,
         atlas=ATLAS["image"],
         atlas_labels=ATLAS["labels"],
+        atlases=TABLE_ATLAS_FILES,
     output:
         maps=with_sidecars(
             [layout.contrast_file(f"{n}.nii.gz") for n in layout.SUBTRACTION_MAPS]
@@ -54,6 +55,8 @@ rule subtraction:
         mode=lambda wc: CONTRASTS[wc.contrast]["mode"],
         n_iters=lambda wc: CONTRASTS[wc.contrast]["n_iters"],
         alpha=lambda wc: CONTRASTS[wc.contrast]["alpha"],
+        atlases=TABLE_ATLASES,
+        talairach=TALAIRACH,
         code=script_code("subtraction"),
     message:
         "ALE subtraction {wildcards.contrast} ({params.mode} mode, {params.n_iters} permutations)"
@@ -68,6 +71,7 @@ rule conjunction:
         mask=MASK,
         atlas=ATLAS["image"],
         atlas_labels=ATLAS["labels"],
+        atlases=TABLE_ATLAS_FILES,
     output:
         maps=with_sidecars([layout.conjunction_file("{cmap}.nii.gz")]),
         table=with_sidecars(
@@ -82,6 +86,8 @@ rule conjunction:
     params:
         analyses=lambda wc: CONJUNCTIONS[wc.conjunction]["analyses"],
         alphas=conjunction_alphas,
+        atlases=TABLE_ATLASES,
+        talairach=TALAIRACH,
         code=script_code("conjunction"),
     message:
         "Conjunction {wildcards.conjunction} of {params.analyses}"
@@ -96,6 +102,7 @@ rule chi2_contrast:
         mask=MASK,
         atlas=ATLAS["image"],
         atlas_labels=ATLAS["labels"],
+        atlases=TABLE_ATLAS_FILES,
     output:
         maps=with_sidecars(
             [layout.contrast_file(f"{n}.nii.gz") for n in layout.CHI2_MAPS]
@@ -113,6 +120,9 @@ rule chi2_contrast:
         analyses=lambda wc: CONTRASTS[wc.contrast]["analyses"],
         q=lambda wc: CONTRASTS[wc.contrast]["alpha"],
         min_size=0,
+        min_volume=0,
+        atlases=TABLE_ATLASES,
+        talairach=TALAIRACH,
         code=script_code("chi2"),
     message:
         "MKDA chi-square tests of {params.analyses[0]} against {params.analyses[1]}"

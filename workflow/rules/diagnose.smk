@@ -12,6 +12,7 @@ rule diagnose:
         mask=MASK,
         atlas=ATLAS["image"],
         atlas_labels=ATLAS["labels"],
+        atlases=TABLE_ATLAS_FILES,
     output:
         tables=with_sidecars(list(diagnostics_tables().values())),
         labels=with_sidecars([layout.analysis_map(layout.label_map("z_{level}"))]),
@@ -23,8 +24,12 @@ rule diagnose:
         "../../envs/cbma.yaml"
     params:
         estimator=lambda wc: ANALYSES[wc.analysis]["estimator"],
+        weights=lambda wc: ANALYSES[wc.analysis]["weights"],
         threshold=lambda wc: ANALYSES[wc.analysis]["diagnostics"]["threshold"],
         min_size=lambda wc: ANALYSES[wc.analysis]["diagnostics"]["min_size"],
+        min_volume=lambda wc: ANALYSES[wc.analysis]["diagnostics"]["min_volume"],
+        atlases=TABLE_ATLASES,
+        talairach=TALAIRACH,
         code=script_code("diagnose"),
     message:
         "Clusters, Jackknife and FocusCounter of {wildcards.analysis} (z_{wildcards.level})"

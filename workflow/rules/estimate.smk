@@ -6,6 +6,7 @@ rule estimate:
     input:
         ma=ma_file,
         selection=selection_file,
+        coordinates=coordinates_file,
         mask=MASK,
     output:
         maps=with_sidecars([layout.analysis_map(n) for n in layout.UNCORRECTED_MAPS]),
@@ -20,6 +21,7 @@ rule estimate:
         "../../envs/cbma.yaml"
     params:
         estimator=lambda wc: ANALYSES[wc.analysis]["estimator"],
+        weights=lambda wc: ANALYSES[wc.analysis]["weights"],
         code=script_code("estimate"),
     message:
         "{params.estimator} of {wildcards.analysis} with its approximate null"
@@ -35,6 +37,7 @@ rule chi2:
         mask=MASK,
         atlas=ATLAS["image"],
         atlas_labels=ATLAS["labels"],
+        atlases=TABLE_ATLAS_FILES,
     output:
         maps=with_sidecars([layout.analysis_map(n) for n in layout.CHI2_MAPS]),
         table=with_sidecars([layout.analysis_file(f"{layout.CHI2_TABLE}.tsv")]),
@@ -49,6 +52,9 @@ rule chi2:
     params:
         q=lambda wc: ANALYSES[wc.analysis]["correction"]["q"],
         min_size=lambda wc: ANALYSES[wc.analysis]["diagnostics"]["min_size"],
+        min_volume=lambda wc: ANALYSES[wc.analysis]["diagnostics"]["min_volume"],
+        atlases=TABLE_ATLASES,
+        talairach=TALAIRACH,
         code=script_code("chi2"),
     message:
         "MKDA chi-square tests of {wildcards.analysis} against the other studies"

@@ -22,6 +22,7 @@ rule fwe_null:
         chunk_size=config["chunk_size"],
         estimator=lambda wc: ANALYSES[wc.analysis]["estimator"],
         kernel=lambda wc: ANALYSES[wc.analysis]["kernel"],
+        weights=lambda wc: ANALYSES[wc.analysis]["weights"],
         voxel_thresh=lambda wc: correction(wc)["voxel_thresh"],
         code=script_code("fwe_null"),
     message:

@@ -7,6 +7,7 @@ rule figures:
         coordinates=coordinates_file,
         selection=selection_file,
         z=analysis_figure_map,
+        mask=MASK,
     output:
         foci=report(
             layout.figure("analyses", "{analysis}", "foci"),
@@ -71,7 +72,8 @@ rule report:
 
 rule compare_figure:
     input:
-        compare_figure_input,
+        map=compare_figure_input,
+        mask=MASK,
     output:
         report(
             layout.figure("{kind}", "{name}", "glass"),

@@ -125,6 +125,8 @@ rule classify:
         radius=lambda wc: CLASSIFY[wc.classifier]["radius"],
         step=lambda wc: CLASSIFY[wc.classifier]["step"],
         seed=config["seed"],
+        atlases=TABLE_ATLASES,
+        talairach=TALAIRACH,
         code=script_code("classify"),
     message:
         "Decoding {params.analyses[0]} vs {params.analyses[1]} from the studies' maps"
