@@ -9,8 +9,12 @@ def main(job):
     p = smk.params
     files = list(smk.input.files)
     features = files.pop() if p.features else None
-    table, weights, studies = dataset.load_dataset(files, p.format, p.talairach_transform,
-                                                   features=features)
+    table, weights, studies = dataset.load_dataset(
+        files, p.format, p.talairach_transform, features=features,
+        annotations=list(smk.input.annotations), labels=p.labels, groups=p.groups)
+    for key, value in studies.attrs.items():  # what the reader counted (unknown spaces, ...)
+        if value:
+            job.log(f"{key}: {value}", echo=key == "n_unknown_space_foci")
     mask = space.load_mask(smk.input.mask)
     inside = mask.contains(space.mm_to_vox(table[["x", "y", "z"]].to_numpy(), mask.affine))
     n_out = int((~inside).sum())

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from cbma import io, selection, space, term_weights
+from cbma import io, pooling, selection, space, term_weights
 from cbma.errors import CbmaError
 from cbma.runner import run
 
@@ -16,6 +16,22 @@ def _pick(job, spec, key, coordinates, weights, mask):
     return selection.select_experiments(
         spec, coordinates, weights, seed_mask=inp.get(f"{key}_mask"), seed_ma=seed_ma,
         mask=mask, where=f"{job.smk.wildcards.analysis}.{key}")
+
+
+def _warn_shared(job, name, selected):
+    """Warn when a study gives several of the selected experiments (they may share subjects)."""
+    shared = pooling.shared_groups(selected, "study")
+    if shared.empty:
+        return
+    listed = ", ".join(f"{g} ({n})" for g, n in zip(shared["group"][:10],
+                                                      shared["n_experiments"][:10], strict=True))
+    more = f", and {len(shared) - 10} more" if len(shared) > 10 else ""
+    job.log(f"{name}: {len(shared)} studies give several experiments "
+            f"({int(shared['n_experiments'].sum())} in all): {listed}{more}. Experiments of one "
+            "subject group inflate ALE (Turkeltaub et al. 2012); pool them with pool: study "
+            "(or pool: {column: ...}), or pool: none to keep them apart", echo=True)
+    for row in shared.itertuples():
+        job.log(f"  {row.group}: {row.experiments}")
 
 
 def main(job):
@@ -40,6 +56,8 @@ def main(job):
     if p.versus and (len(chosen) == 0 or len(versus) == 0):
         raise CbmaError(f"{name}: a group of the comparison is empty "
                                   f"({len(chosen)} selected, {len(versus)} versus)")
+    if p.warn_shared:
+        _warn_shared(job, name, selection.selected_coordinates(coordinates, chosen))
     io.write_tsv(pd.DataFrame({"id": chosen}), smk.output[0])
     io.write_tsv(pd.DataFrame({"id": versus}), smk.output[1])
     job.finish(extra={"n_selected": len(chosen), "n_versus": len(versus),

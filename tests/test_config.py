@@ -164,13 +164,7 @@ CLEARER = {
     "xyz and mask": "config: coactivation.c.seed: give only one of xyz and mask",
     "bad versus": "config: analyses.a.versus: 'all' is not valid under any of the given "
                   "schemas",
-    # keys and formats added since (issue 16): the lists of allowed keys and formats grew
-    "unknown key": "config: unknown key colour (allowed here: analyses, chunk_size, classify, "
-                   "cluster_tables, coactivation, conjunctions, contrasts, datasets, decode, "
-                   "evaluate, mask, queries, seed, text_model)",
-    "unknown nested key": "config: unknown key analyses.a.kernal (allowed here: correction, "
-                          "dataset, diagnostics, estimator, kernel, naming, pool, seed, select, "
-                          "versus, weights)",
+    # the formats added since (issue 16: nimads, studyset_parquet, table)
     "wrong format": "config: datasets.k.format: 'csv' is not one of ['sleuth', 'nimare_json', "
                     "'neurosynth', 'neurosynth_v7', 'nimads', 'studyset_parquet', 'table']",
 }
@@ -185,7 +179,7 @@ ADDED_TO_DIAGNOSTICS = {"min_volume": 0}
 
 
 # ... and the keys added since, which an unknown key's message lists among the allowed ones
-ADDED_KEYS = {"cluster_tables", "weights"}
+ADDED_KEYS = {"cluster_tables", "weights", "pool"}
 
 
 def _as_before(message):

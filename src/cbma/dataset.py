@@ -122,14 +122,7 @@ def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None, te
     except OSError as exc:
         raise unreadable(exc, paths[0]) from None
     table = pd.concat(tables, ignore_index=True)
-    first = {}
-    for t, p in zip(tables, paths, strict=True):
-        exps = t["id"].unique().tolist()
-        if not first.keys().isdisjoint(exps):
-            exp = next(e for e in exps if e in first)
-            raise CbmaError(f"{p}: experiment {exp!r} is also in {first[exp]}; "
-                            "experiment ids must be unique within a dataset")
-        first.update(dict.fromkeys(exps, p))
+    _check_unique_experiments(tables, paths)
     tal = table["space"].eq("TAL").to_numpy()
     if tal.any():
         xyz = table.loc[tal, ["x", "y", "z"]].to_numpy()
@@ -140,6 +133,18 @@ def load_dataset(paths, fmt, talairach_transform="icbm_other", features=None, te
     if studies is None:
         studies = pd.DataFrame({"id": ids})
     return table, weights, studies
+
+
+def _check_unique_experiments(tables, paths):
+    """Stop, naming both files, if an experiment id is in two files of a dataset."""
+    first = {}
+    for t, p in zip(tables, paths, strict=True):
+        exps = t["id"].unique().tolist()
+        if not first.keys().isdisjoint(exps):
+            exp = next(e for e in exps if e in first)
+            raise CbmaError(f"{p}: experiment {exp!r} is also in {first[exp]}; "
+                            "experiment ids must be unique within a dataset")
+        first.update(dict.fromkeys(exps, p))
 
 
 def _read_files(paths, fmt, features, terms):
@@ -174,6 +179,7 @@ def _read_labelled(paths, fmt, terms, annotations, labels, groups):
         else:
             parts.append(read_foci_table(path, labels, groups))
     tables = [t for t, _, _ in parts]
+    _check_unique_experiments(tables, paths)
     weights, studies = _merge_labels([(w, s) for _, w, s in parts])
     studies.attrs = {}
     for _, _, s in parts:  # the readers' counts, summed over the files

@@ -291,6 +291,8 @@ def read_foci_table(path, labels=None, groups=()):
         "sample_size": per_focus("sample_size", float),
         "space": np.asarray(spaces, dtype=object), "source": np.asarray(sources, dtype=object),
     }, columns=COLUMNS)
+    if table["sample_size"].notna().all():  # whole numbers, as Sleuth files give them
+        table["sample_size"] = table["sample_size"].astype(np.int64)
     for g in groups:
         table[group_column(g)] = [_cell_text(v) for v in per_focus(f"group:{g}")]
     ids = [e["id"] for e in exps]

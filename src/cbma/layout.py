@@ -177,6 +177,25 @@ def analysis_file(name, analysis="{analysis}"):
     return f"{analysis_dir(analysis)}/{name}"
 
 
+def pooled_file(name, analysis="{analysis}"):
+    """A pooled analysis' experiments: ``results/analyses/<analysis>/pooled/<name>``.
+
+    ``coordinates.tsv`` (one experiment per subject group), ``selection.tsv``
+    (their ids), ``groups.tsv`` (which selected experiment is in which); see
+    :mod:`cbma.pooling`.
+    """
+    return analysis_file(f"pooled/{name}", analysis)
+
+
+def pooled_ma_maps(analysis="{analysis}", kernel="{kernel}"):
+    """The MA maps of a pooled analysis' experiments under one kernel.
+
+    The analysis' own file, beside its pooled experiments: the dataset's
+    ``ma-<kernel>.npz`` stays the one its unpooled analyses share.
+    """
+    return pooled_file(f"ma-{kernel}.npz", analysis)
+
+
 def analysis_map(name, analysis="{analysis}"):
     """A map of an analysis (``name`` without ``.nii.gz``)."""
     return analysis_file(f"{name}.nii.gz", analysis)

