@@ -135,12 +135,12 @@ def test_run_provenance_traces_every_output_to_its_job(default_run):
         counts[job["rule"]] = counts.get(job["rule"], 0) + 1
         assert set(job["outputs"]) <= set(files) and set(job["inputs"]) <= set(files)
         assert job["versions"]["cbma"] == record["cbma"]
-    # three datasets, two ALE and three chi-square analyses, a decoding, a query, an
-    # evaluation and a classification
-    assert counts == {"ingest": 3, "ma_maps": 3, "select": 5, "estimate": 2, "fwe_null": 10,
-                      "fwe_correct": 2, "diagnose": 2, "figures": 5, "subtraction_null": 5,
+    # four datasets, two ALE and four chi-square analyses (a coactivation among them), a
+    # decoding, a query, an evaluation and a classification; chunks of 2,500 iterations
+    assert counts == {"ingest": 4, "ma_maps": 4, "select": 6, "estimate": 2, "fwe_null": 4,
+                      "fwe_correct": 2, "diagnose": 2, "figures": 6, "subtraction_null": 2,
                       "subtraction": 1, "conjunction": 1, "compare_figure": 2, "report": 1,
-                      "chi2": 3, "neurosynth_images": 1, "term_maps": 1, "decode": 1,
+                      "chi2": 4, "neurosynth_images": 1, "term_maps": 1, "decode": 1,
                       "text_model": 1, "query": 1, "evaluate": 1, "classify": 1}
     assert record["config"]["seed"] == record["seed"]
 
