@@ -34,6 +34,45 @@ _SUBJECTS_VALUE = re.compile(r"(?i)subjects=(.*)")
 _SUBJECTS = re.compile(r"(?i)//\s*subjects\s*=")  # a '// Subjects=N' header line
 
 
+def foci_frame(exps, which, xyz, spaces, sources, extra=()):
+    """The canonical table (:data:`COLUMNS`) of experiments and their foci.
+
+    Parameters
+    ----------
+    exps : list of dict
+        One dict per experiment, with keys ``id``, ``study_id``, ``contrast_id``
+        and ``sample_size`` (NaN where the file gives none), plus the keys
+        named in ``extra``.
+    which : array of int, shape (n_foci,)
+        The experiment (index into ``exps``) of each focus.
+    xyz : array, shape (n_foci, 3)
+        The foci, in mm.
+    spaces, sources : sequence of str, length n_foci
+        The space each focus was reported in, and the file and line it came from.
+    extra : sequence of str
+        Per-experiment keys of ``exps`` copied to columns of the same name
+        after :data:`COLUMNS` (a subject group, :func:`cbma.pooling.group_column`).
+    """
+    which = np.asarray(which, dtype=np.int64)
+    xyz = np.asarray(xyz, dtype=float).reshape(-1, 3)
+
+    def column(key, dtype=object):
+        if not len(which):
+            return np.zeros(0, dtype=dtype)
+        return np.asarray([e[key] for e in exps], dtype=dtype)[which]
+
+    table = pd.DataFrame({
+        "id": column("id"), "study_id": column("study_id"),
+        "contrast_id": column("contrast_id"),
+        "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
+        "sample_size": column("sample_size", float),
+        "space": np.asarray(spaces, dtype=object), "source": np.asarray(sources, dtype=object),
+    }, columns=COLUMNS)
+    for key in extra:
+        table[key] = column(key)
+    return table
+
+
 def _read_text(path):
     path = Path(path)
     if path.is_dir():

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .coordinates import COLUMNS
+from .coordinates import foci_frame
 from .errors import CbmaError, InputFileError
 from .io import unreadable
 from .neurosynth import METADATA_COLUMNS
@@ -254,19 +254,20 @@ def read_foci_table(path, labels=None, groups=()):
             seen[exp_id] = len(exps)
             exps.append({"id": exp_id, "study_id": study, "contrast_id": contrast,
                          "sample_size": n, "row": row,
-                         **{f"group:{g}": values[f"group:{g}"] for g in groups}})
+                         **{group_column(g): _cell_text(values[f"group:{g}"])
+                            for g in groups}})
         exp = exps[seen[exp_id]]
         if not (np.isnan(n) and np.isnan(exp["sample_size"])) and n != exp["sample_size"]:
             raise where.error(row, f"experiment {exp_id!r} has n = {_show(n)} here and "
                               f"{_show(exp['sample_size'])} on row {exp['row']}")
         for g in groups:
-            mine, theirs = values[f"group:{g}"], exp[f"group:{g}"]
+            mine, theirs = values[f"group:{g}"], exp[group_column(g)]
             if _blank(mine):
                 raise where.error(row, f"no subject group in column {g!r}, which "
                                   "pool.column needs")
-            if _cell_text(mine) != _cell_text(theirs):
+            if _cell_text(mine) != theirs:
                 raise where.error(row, f"experiment {exp_id!r} is in subject group "
-                                  f"{_cell_text(mine)!r} here and {_cell_text(theirs)!r} on "
+                                  f"{_cell_text(mine)!r} here and {theirs!r} on "
                                   f"row {exp['row']}")
         for label in labels or ():
             value = cell(f"label:{label}")
@@ -278,23 +279,9 @@ def read_foci_table(path, labels=None, groups=()):
         sources.append(where.source(row))
         last = values
 
-    which = np.asarray(which, dtype=np.int64)
-
-    def per_focus(key, dtype=object):
-        return np.asarray([e[key] for e in exps], dtype=dtype)[which]
-
-    xyz = np.asarray(xyz, dtype=float)
-    table = pd.DataFrame({
-        "id": per_focus("id"), "study_id": per_focus("study_id"),
-        "contrast_id": per_focus("contrast_id"),
-        "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
-        "sample_size": per_focus("sample_size", float),
-        "space": np.asarray(spaces, dtype=object), "source": np.asarray(sources, dtype=object),
-    }, columns=COLUMNS)
+    table = foci_frame(exps, which, xyz, spaces, sources, [group_column(g) for g in groups])
     if table["sample_size"].notna().all():  # whole numbers, as Sleuth files give them
         table["sample_size"] = table["sample_size"].astype(np.int64)
-    for g in groups:
-        table[group_column(g)] = [_cell_text(v) for v in per_focus(f"group:{g}")]
     ids = [e["id"] for e in exps]
     weights = term_weights_from_notes(ids, notes, list(labels) if labels else [])
     studies = pd.DataFrame({c: ids if c == "id" else [e["study_id"] for e in exps]

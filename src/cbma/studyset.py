@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .coordinates import COLUMNS
+from .coordinates import foci_frame
 from .errors import CbmaError, InputFileError
 from .neurosynth import METADATA_COLUMNS
 from .pooling import group_column
@@ -137,26 +137,6 @@ def _check_labels(path, labels, keys):
         listed = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "") or "none"
         raise InputFileError(path, None, f"labels: no annotation key {missing[0]!r} "
                              f"(keys: {listed})")
-
-
-def _foci_table(path, exps, xyz, which, spaces, sources, groups):
-    """The canonical table of the experiments ``exps`` (dicts) and their foci."""
-    n = len(which)
-
-    def column(key, dtype=object):
-        return np.asarray([e[key] for e in exps], dtype=dtype)[which] if n else \
-            np.zeros(0, dtype=dtype)
-
-    table = pd.DataFrame({
-        "id": column("id"), "study_id": column("study_id"),
-        "contrast_id": column("contrast_id"),
-        "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
-        "sample_size": column("sample_size", float),
-        "space": np.asarray(spaces, dtype=object), "source": np.asarray(sources, dtype=object),
-    }, columns=COLUMNS)
-    for name in groups:
-        table[group_column(name)] = column(f"group:{name}")
-    return table
 
 
 def _study_rows(exps):
@@ -379,9 +359,8 @@ def read_nimads(path, annotations=(), labels=None, groups=()):
                 raise InputFileError(path, None, f"{e['where']}: no subject group {name!r} "
                                      "(in its metadata, its notes or its study's metadata), "
                                      "which pool.column needs")
-            e[f"group:{name}"] = _text(value)
-    table = _foci_table(path, exps, np.asarray(xyz, dtype=float).reshape(-1, 3),
-                        np.asarray(which, dtype=np.int64), spaces, sources, groups)
+            e[group_column(name)] = _text(value)
+    table = foci_frame(exps, which, xyz, spaces, sources, [group_column(g) for g in groups])
     studies = _study_rows(exps)
     studies.attrs.update({
         "n_unknown_space_foci": int(sum(unknown.values())),
@@ -610,7 +589,8 @@ def read_studyset_parquet(path, labels=None, groups=()):
         annotations, a_ids, exp_of_analysis, note_keys, labels), labels)
     for name in groups:
         _parquet_groups(name, frames, files, a_ids, present, exps)
-    table = _foci_table(folder, exps, xyz[order], which, spaces, sources, groups)
+    table = foci_frame(exps, which, xyz[order], spaces, sources,
+                       [group_column(g) for g in groups])
     studies = _study_rows(exps)
     studies.attrs.update({
         "n_unknown_space_foci": int(sum(unknown.values())),
@@ -686,7 +666,7 @@ def _parquet_groups(name, frames, files, a_ids, present, exps):
             if value is None:
                 raise InputFileError(files[table], None, f"{e['where']}: no subject group in "
                                      f"column {name!r}, which pool.column needs")
-            e[f"group:{name}"] = _text(value)
+            e[group_column(name)] = _text(value)
         return
     raise InputFileError(files["analyses"].parent, None, f"pool.column {name!r}: no such column "
                          "in the analyses, metadata or annotations tables")
