@@ -18,10 +18,12 @@ def main(job):
     exps = coordinates.experiments_table(table)
     mask = space.load_mask(smk.input.mask)
     model = estimators.get(p.estimator).null_model(
-        exps, mask, p.kernel, weights=estimators.experiment_weights(p.weights, exps))
+        exps, mask, p.kernel, weights=estimators.experiment_weights(p.weights, exps),
+        null_sampling=p.null_sampling)
     iterations = chunks.chunk_iterations(chunk, p.chunk_size)
     job.log(f"{analysis}: iterations {iterations[0]}-{iterations[-1]}, cluster-forming "
-            f"{p.estimator} statistic > {threshold:g} (p < {p.voxel_thresh:g})")
+            f"{p.estimator} statistic > {threshold:g} (p < {p.voxel_thresh:g}), random foci "
+            f"drawn {p.null_sampling.replace('_', ' ')}")
     values = null.run_iterations(model, p.seed, analysis, iterations, threshold, log=job.log)
     out = pd.DataFrame(values, columns=null.NULL_COLUMNS[1:])
     out.insert(0, "iteration", iterations)

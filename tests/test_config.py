@@ -179,7 +179,7 @@ ADDED_TO_DIAGNOSTICS = {"min_volume": 0}
 
 
 # ... and the keys added since, which an unknown key's message lists among the allowed ones
-ADDED_KEYS = {"cluster_tables", "weights", "pool"}
+ADDED_KEYS = {"cluster_tables", "weights", "pool", "null_sampling"}
 
 
 def _as_before(message):
@@ -201,6 +201,9 @@ def _without_added_defaults(config):
                 assert analysis.pop(key) == value
             for key, value in ADDED_TO_DIAGNOSTICS.items():
                 assert analysis["diagnostics"].pop(key) == value
+            # issue 14: the Monte Carlo's null_sampling, for the estimators that have one
+            if analysis["estimator"] != "mkda_chi2":
+                assert analysis["correction"].pop("null_sampling") == "uniform"
     return config
 
 
@@ -308,3 +311,19 @@ def test_fill_defaults_refuses_an_invalid_default():
     schema = {"type": "object", "properties": {"n": {"type": "integer", "default": "one"}}}
     with pytest.raises(CbmaError, match=r"^config: n: 'one' is not of type 'integer' \(with "):
         fill_defaults({}, schema)
+
+
+def test_null_sampling_is_for_the_monte_carlo_only():
+    config = copy.deepcopy(MINIMAL)
+    analysis = next(iter(config["analyses"].values()))
+    analysis["correction"] = {"null_sampling": "grey_matter"}
+    filled = load_config(copy.deepcopy(config), SCHEMA)
+    assert next(iter(filled["analyses"].values()))["correction"]["null_sampling"] == \
+        "grey_matter"
+    analysis["correction"] = {"null_sampling": "white_matter"}
+    with pytest.raises(CbmaError, match=r"correction\.null_sampling: 'white_matter' is not one"):
+        load_config(copy.deepcopy(config), SCHEMA)
+    analysis.update(estimator="mkda_chi2", correction={"null_sampling": "grey_matter"})
+    with pytest.raises(CbmaError, match=r"correction\.null_sampling: only for the Monte Carlo "
+                                        "FWE of ale, mkda and kda, not mkda_chi2"):
+        load_config(copy.deepcopy(config), SCHEMA)

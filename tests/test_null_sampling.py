@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from conftest import KNOWLEDGE, MASK
+from conftest import KNOWLEDGE, MASK, smk, write_config
 
-from cbma import coordinates, dataset, estimators, null, null_sampling, space
+from cbma import coordinates, dataset, estimators, io, layout, null, null_sampling, space, stats
 from cbma.errors import CbmaError
 
 
@@ -82,3 +82,43 @@ def test_sampling_weights_and_bad_weights(mask, experiments):
     for bad in (np.ones(3), -np.ones(mask.n_voxels), np.zeros(mask.n_voxels)):
         with pytest.raises(ValueError):
             model.sample_from(bad)
+
+
+def test_null_model_takes_the_null_sampling(mask, experiments):
+    """The estimators' null model draws by grey matter when asked, as sample_from does."""
+    gm = null_sampling.grey_matter_probability(mask)
+    for name, kernel in (("ale", {}), ("kda", {"r": 10.0, "value": 1.0})):
+        est = estimators.get(name)
+        asked = est.null_model(experiments, mask, kernel, null_sampling="grey_matter")
+        by_hand = est.null_model(experiments, mask, kernel).sample_from(gm)
+        np.testing.assert_array_equal(asked.draw_voxels(3, "k", range(5)),
+                                      by_hand.draw_voxels(3, "k", range(5)))
+        uniform = est.null_model(experiments, mask, kernel, null_sampling="uniform")
+        assert uniform.sampling_cdf is None
+    with pytest.raises(CbmaError, match="unknown null_sampling"):
+        est.null_model(experiments, mask, {"r": 10.0, "value": 1.0}, null_sampling="csf")
+
+
+@pytest.mark.slow
+def test_pipeline_draws_the_null_it_is_told(tmp_path, mask, experiments):
+    """correction.null_sampling reaches the fwe_null jobs: their chunk is the in-process
+    null of that sampling, and grey matter gives another null than uniform."""
+    chunks = {}
+    for how in ("uniform", "grey_matter"):
+        workdir = tmp_path / how
+        write_config(workdir, {
+            "seed": 5, "chunk_size": 100,
+            "datasets": {"k": {"path": str(KNOWLEDGE), "format": "sleuth"}},
+            "analyses": {"k": {"dataset": "k", "correction": {"n_iters": 100,
+                                                                "null_sampling": how}}}})
+        target = layout.fwe_chunk("k", 0)
+        smk(workdir, target)
+        chunks[how] = io.read_tsv(workdir / target)
+        hist = io.read_tsv(workdir / layout.analysis_file("null_approximate.tsv", "k"))
+    threshold = stats.null_threshold(0.001, hist["stat"].to_numpy(),
+                                     hist["probability"].to_numpy())
+    model = estimators.get("ale").null_model(experiments, mask, {}, null_sampling="grey_matter")
+    expected = null.run_iterations(model, 5, "k", range(100), threshold)
+    np.testing.assert_allclose(chunks["grey_matter"]["max_stat"], expected[:, 0], rtol=1e-12)
+    np.testing.assert_array_equal(chunks["grey_matter"]["max_cluster_size"], expected[:, 1])
+    assert not np.array_equal(chunks["uniform"]["max_stat"], chunks["grey_matter"]["max_stat"])

@@ -114,6 +114,12 @@ def test_methods_paragraph_follows_the_parameters():
         assert words in text, words
     fixed = report.methods_paragraph("k", {**info, "kernel": {"fwhm": 10}, "n_tal": 0})
     assert "fixed FWHM of 10 mm" in fixed and "Talairach" not in fixed
+    # the null's sampling, and the validation study that measured its calibration
+    assert "drawn uniformly from the mask's voxels" in text and "docs/validation.md" in text
+    grey = report.methods_paragraph("k", {**info, "correction": {
+        **info["correction"], "null_sampling": "grey_matter"}})
+    assert "grey-matter probability" in grey and "uniformly" not in grey
+    assert "docs/validation.md" in grey
 
 
 def test_methods_say_how_peaks_are_labelled_and_experiments_weighted():

@@ -325,6 +325,9 @@ def _check_analysis(where, analysis):
     if est.fwe and method != "montecarlo":
         raise CbmaError(f"config: {where}.correction.method: {estimator} is corrected with "
                         "montecarlo (FWE); fdr is for mkda_chi2")
+    if not est.fwe and "null_sampling" in analysis["correction"]:
+        raise CbmaError(f"config: {where}.correction.null_sampling: only for the Monte Carlo "
+                        f"FWE of ale, mkda and kda, not {estimator}")
     if analysis["weights"] != "equal" and estimator != "mkda":
         raise CbmaError(f"config: {where}.weights: only for estimator mkda (MKDA density), "
                         f"not {estimator}")

@@ -95,7 +95,7 @@ class Estimator:
 
         return mkda_density(ma, weights) if self.name == "mkda" else kda(ma)
 
-    def null_model(self, experiments, mask, kernel, weights=None):
+    def null_model(self, experiments, mask, kernel, weights=None, null_sampling="uniform"):
         """The Monte Carlo null model of this estimator for ``experiments``.
 
         Parameters
@@ -110,22 +110,30 @@ class Estimator:
         weights : ndarray of shape (n_experiments,), optional
             mkda only: the experiments' weights, in the rows' order, as
             :meth:`fit` took them.
+        null_sampling : {"uniform", "grey_matter"}
+            Where the random foci go: uniformly over the mask's voxels (NiMARE's
+            and GingerALE's null), or by grey-matter probability
+            (:mod:`cbma.null_sampling`).
         """
         from . import null
+        from .null_sampling import sampling_weights
 
         n_foci = experiments["n_foci"].to_numpy()
         if self.kernel == "ale":
             from .kernels import experiment_fwhms
 
             fwhms = experiment_fwhms(experiments["sample_size"].to_numpy(), **kernel)
-            return null.RandomFociModel(n_foci, fwhms, mask)
-        from .spheres import sphere_offsets
+            model = null.RandomFociModel(n_foci, fwhms, mask)
+        else:
+            from .spheres import sphere_offsets
 
-        if weights is not None and self.name != "mkda":
-            raise CbmaError(f"estimator {self.name} takes no experiment weights (mkda does)")
-        return null.SphereFociModel(n_foci, sphere_offsets(kernel["r"], mask.voxel_size), mask,
-                                    value=kernel["value"], sum_overlap=self.kernel == "kda",
-                                    weights=weights)
+            if weights is not None and self.name != "mkda":
+                raise CbmaError(f"estimator {self.name} takes no experiment weights "
+                                "(mkda does)")
+            model = null.SphereFociModel(n_foci, sphere_offsets(kernel["r"], mask.voxel_size),
+                                         mask, value=kernel["value"],
+                                         sum_overlap=self.kernel == "kda", weights=weights)
+        return model.sample_from(sampling_weights(null_sampling, mask))
 
 
 ESTIMATORS = {e.name: e for e in (

@@ -140,6 +140,14 @@ def methods_paragraph(name, info):
                     f"{100 * corr['early_stopping']['tolerance']:g} % of the thresholds "
                     f"(checked after each chunk of iterations), or at {corr['n_iters_max']} "
                     "iterations.")
+    sampling = (" The null's random foci were drawn with probabilities proportional to "
+                "each voxel's grey-matter probability (MNI152 grey-matter template), a null "
+                "that keeps the cluster-level FWE rate at its level when foci lie in grey "
+                "matter (cbma's validation study, docs/validation.md)."
+                if corr.get("null_sampling") == "grey_matter" else
+                " The null's random foci were drawn uniformly from the mask's voxels; cbma's "
+                "validation study (docs/validation.md) reports this null's realised "
+                "family-wise error rates and power.")
     tal = (f" {info['n_tal']} foci reported in Talairach space were converted to MNI space "
            "(Lancaster et al., 2007)." if info.get("n_tal") else "")
     outside = (f" {info['n_outside']} foci fell outside the brain mask and were "
@@ -164,7 +172,7 @@ def methods_paragraph(name, info):
             f"cluster-forming threshold of p < {corr['voxel_thresh']:g} (statistic > "
             f"{info['cluster_forming_threshold']:g}), the cluster-size null coming from "
             f"{corr['n_iters']} Monte Carlo iterations with random foci (seed {info['seed']}),"
-            f" as in NiMARE (Salo et al., 2023).{stopping}")
+            f" as in NiMARE (Salo et al., 2023).{sampling}{stopping}")
     text = (
         f"The meta-analysis '{name}' used activation likelihood estimation (ALE; Turkeltaub "
         f"et al., 2002; Eickhoff et al., 2009, 2012) as implemented in cbma {info['version']}, "
@@ -178,7 +186,7 @@ def methods_paragraph(name, info):
         f"p < {corr['voxel_thresh']:g} (ALE > {info['cluster_forming_threshold']:.5f}), "
         f"the cluster-size null coming from {corr['n_iters']} Monte Carlo iterations with "
         f"random foci (seed {info['seed']}; Eickhoff et al., 2016), as in NiMARE "
-        f"(Salo et al., 2023).{stopping}"
+        f"(Salo et al., 2023).{sampling}{stopping}"
     )
     return text
 

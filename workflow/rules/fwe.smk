@@ -24,6 +24,7 @@ rule fwe_null:
         kernel=lambda wc: ANALYSES[wc.analysis]["kernel"],
         weights=lambda wc: ANALYSES[wc.analysis]["weights"],
         voxel_thresh=lambda wc: correction(wc)["voxel_thresh"],
+        null_sampling=lambda wc: correction(wc)["null_sampling"],
         code=script_code("fwe_null"),
     message:
         "Monte Carlo null of {wildcards.analysis}, chunk {wildcards.chunk}"
