@@ -30,7 +30,7 @@ def test_compiled_iterations_equal_the_plain_reference(model):
 def test_results_do_not_depend_on_the_kernel_cores(model):
     """The cores only decide which voxels are computed exactly: same numbers for any share."""
     runs = [null.run_iterations(model, 4, "k", range(15), 0.01146, core_share=share)
-            for share in (0.02, 0.25, 0.9)]
+            for share in (0.02, null.CORE_SHARE, 0.25, 0.9)]
     for other in runs[1:]:
         np.testing.assert_array_equal(other[:, :2], runs[0][:, :2])
         np.testing.assert_allclose(other[:, 2], runs[0][:, 2], rtol=0, atol=1e-12)

@@ -49,7 +49,7 @@ NULL_COLUMNS = ["iteration", "max_stat", "max_cluster_size", "max_cluster_mass"]
 # The cores' share of the cluster-forming threshold: kernel values of at least
 # CORE_SHARE * -log(1 - threshold) / n_experiments form a kernel's core. A speed
 # setting (see the module's description); the results do not depend on it.
-CORE_SHARE = 0.25
+CORE_SHARE = 0.1
 
 
 def analysis_key(name):
