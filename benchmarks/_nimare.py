@@ -28,7 +28,7 @@ def nimare_python(given=None):
         print(f"creating {env} with nimare=={NIMARE_VERSION} (once)", file=sys.stderr)
         venv.create(env, with_pip=True)
         subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                        f"nimare=={NIMARE_VERSION}"], check=True)
+                        f"nimare=={NIMARE_VERSION}", "pyarrow"], check=True)  # parquet studysets
     return str(python)
 
 

@@ -256,8 +256,8 @@ def main(argv=None):
             n_iters = args.n_iters if item == "knowledge" else args.large_iters
             results.append(compare_with_nimare(item, n_iters, nimare_python(args.nimare_python)))
         print(textwrap.indent(json.dumps(results[-1], indent=1), "  "), flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        if args.out:  # after each item: a later failure keeps what was measured
+            args.out.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

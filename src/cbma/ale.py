@@ -6,6 +6,7 @@ histogram-null helpers of :mod:`cbma.stats` (:func:`~cbma.stats.null_p`,
 :func:`~cbma.stats.null_threshold`), shared with MKDA density and KDA.
 """
 
+import numba
 import numpy as np
 
 from .stats import HIST_STEP, null_p, p_to_logp, p_to_z
@@ -37,6 +38,46 @@ def _nearest_bin(values, n_bins):
     idx = np.floor(scaled)
     idx += (scaled - idx) >= 0.5
     return np.clip(idx.astype(np.int64), 0, n_bins - 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _union(null, exp_hist, centres, touched, seen, block):
+    """The histogram of ``1 - (1 - a)(1 - b)`` for ``a ~ null``, ``b ~ exp_hist``.
+
+    Pairs of nonzero bins are summed in blocks of rows of ``exp_hist`` (at
+    most 2,000,000 pairs each), every block into zeros before it joins the
+    total: the additions, and so the floating-point result, of a bincount of
+    each block's outer product. ``touched``, ``seen`` and ``block`` are
+    workspaces of ``n_bins`` (``seen`` all False and ``block`` all zeros; left so).
+    """
+    n_bins = centres.size
+    a_idx = np.flatnonzero(null)
+    b_idx = np.flatnonzero(exp_hist)
+    one_minus_a = 1.0 - centres[a_idx]
+    weight_a = null[a_idx]
+    rows = max(1, 2_000_000 // max(a_idx.size, 1))
+    combined = np.zeros(n_bins)
+    for start in range(0, b_idx.size, rows):
+        n_touched = 0
+        for b in b_idx[start:start + rows]:
+            one_minus_b, weight_b = 1.0 - centres[b], exp_hist[b]
+            for j in range(a_idx.size):
+                scaled = (1.0 - one_minus_b * one_minus_a[j]) / HIST_STEP
+                idx = np.floor(scaled)
+                if scaled - idx >= 0.5:
+                    idx += 1.0
+                k = min(max(np.int64(idx), 0), n_bins - 1)
+                if not seen[k]:
+                    seen[k] = True
+                    touched[n_touched] = k
+                    n_touched += 1
+                block[k] += weight_b * weight_a[j]
+        for t in range(n_touched):
+            k = touched[t]
+            combined[k] += block[k]
+            block[k] = 0.0
+            seen[k] = False
+    return combined
 
 
 def ale_null_approximate(ma):
@@ -71,20 +112,9 @@ def ale_null_approximate(ma):
         return hist / n_vox
 
     null = histogram(0)
+    touched, seen, block = np.empty(n_bins, np.int64), np.zeros(n_bins, bool), np.zeros(n_bins)
     for e in range(1, n_exp):
-        exp_hist = histogram(e)
-        a_idx = np.flatnonzero(null)
-        b_idx = np.flatnonzero(exp_hist)
-        one_minus_a = 1.0 - centres[a_idx]
-        combined = np.zeros(n_bins)
-        block = max(1, 2_000_000 // max(a_idx.size, 1))
-        for start in range(0, b_idx.size, block):
-            b = b_idx[start:start + block]
-            scores = 1.0 - np.outer(1.0 - centres[b], one_minus_a)
-            weights = np.outer(exp_hist[b], null[a_idx])
-            combined += np.bincount(_nearest_bin(scores.ravel(), n_bins),
-                                    weights=weights.ravel(), minlength=n_bins)
-        null = combined
+        null = _union(null, histogram(e), centres, touched, seen, block)
     return centres, null / null.sum()
 
 
