@@ -246,7 +246,12 @@ def main(argv=None):
     parser.add_argument("--nimare-python", default=None)
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     args = parser.parse_args(argv)
-    results = []
+    # Snakemake's own start-up, paid once per run: about 1 s; 10 s more where SLURM's
+    # client tools are installed but no controller answers (the SLURM executor plugin
+    # runs `scontrol show config` with a 10 s timeout when it is imported)
+    startup, _ = _timed([sys.executable, "-m", "snakemake", "--version"], REPO)
+    print(f"snakemake start-up: {startup:.1f} s", flush=True)
+    results = [{"item": "snakemake_startup", "wall_s": round(startup, 2)}]
     for item in args.items:
         if item == "default":
             results.append(default_run())

@@ -315,6 +315,22 @@ def test_dice_top_k_basics():
     assert np.isnan(pearson_r(x, np.ones(100)))
 
 
+def test_dice_top_k_is_the_overlap_of_the_two_top_sets():
+    """Against the definition: sets of the ceil(k n / 100) first voxels of a stable sort."""
+    rng = np.random.default_rng(1)
+    for n in (37, 1000):
+        pred = rng.integers(0, 5, n).astype(float)  # many ties
+        truth = rng.random(n)
+        ks = [1, 5, 12.5, 30, 100]
+        expected = []
+        for k in ks:
+            size = int(np.ceil(k * n / 100 - 1e-9))
+            top_p = set(np.argsort(-pred, kind="stable")[:size].tolist())
+            top_t = set(np.argsort(-truth, kind="stable")[:size].tolist())
+            expected.append(len(top_p & top_t) / size)
+        np.testing.assert_array_equal(dice_top_k(pred, truth, ks), expected)
+
+
 def test_random_map_dice_is_k(mask):
     rng = np.random.default_rng(1)
     truth = np.zeros(20_000)
