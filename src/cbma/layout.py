@@ -257,6 +257,16 @@ REPORT = f"{RESULTS}/report.html"
 PROVENANCE = f"{RESULTS}/provenance.json"
 
 
+def table_atlas(atlas="{atlas}", part="labels.nii.gz"):
+    """A cluster-table atlas: label image (``labels.nii.gz``) or region table (``regions.tsv``)."""
+    return f"{RESULTS}/atlases/{atlas}/{part}"
+
+
+def table_atlas_files(names):
+    """Label image and region table of each named atlas, in order (the rules' inputs)."""
+    return [table_atlas(n, part) for n in names for part in ("labels.nii.gz", "regions.tsv")]
+
+
 def log(rule, *names):
     """A job's log: ``logs/<rule>/<names joined by _>.log`` (``logs/<rule>.log`` without)."""
     return f"{LOGS}/{rule}/{'_'.join(names)}.log" if names else f"{LOGS}/{rule}.log"

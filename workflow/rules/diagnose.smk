@@ -1,4 +1,24 @@
-# Cluster table, Jackknife, FocusCounter and contributions of a corrected map.
+# Cluster table, Jackknife, FocusCounter and contributions of a corrected map; the
+# cluster tables' further atlases, read once per run.
+
+
+rule atlas_labels:
+    input:
+        lambda wc: atlases.atlas_files([wc.atlas]),
+    output:
+        with_sidecars([layout.table_atlas(), layout.table_atlas(part="regions.tsv")]),
+    log:
+        layout.log("atlas_labels", "{atlas}"),
+    benchmark:
+        layout.benchmark("atlas_labels", "{atlas}")
+    conda:
+        "../../envs/cbma.yaml"
+    params:
+        code=script_code("atlas_labels"),
+    message:
+        "Regions of atlas {wildcards.atlas} for the cluster tables"
+    script:
+        "../../scripts/atlas_labels.py"
 
 
 rule diagnose:
