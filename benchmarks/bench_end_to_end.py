@@ -57,12 +57,10 @@ from pathlib import Path
 
 import yaml
 from _nimare import nimare_python
+from bench_vs_nimare import DATA, MASK, REPO, SLEUTH
 
-REPO = Path(__file__).resolve().parents[1]
-KNOWLEDGE = REPO / "resources" / "data" / "semantic_knowledge_children.txt"
-MASK = REPO / "resources" / "templates" / "MNI152_2x2x2_brainmask.nii.gz"
-
-NBACK = REPO / "resources" / "data" / "nback_vs_flanker"
+KNOWLEDGE = SLEUTH["knowledge"]
+NBACK = DATA / "nback_vs_flanker"
 NBACK_SAMPLE_SIZE = 20
 
 NIMARE_NBACK_SCRIPT = """

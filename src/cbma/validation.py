@@ -246,14 +246,11 @@ def foci_table(design, xyz):
     xyz : ndarray of shape (n_foci, 3)
         The foci, experiment after experiment.
     """
-    ids = np.repeat(design["id"].to_numpy(), design["n_foci"].to_numpy())
-    n = len(ids)
-    return pd.DataFrame({
-        "id": ids, "study_id": ids, "contrast_id": "sim",
-        "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
-        "sample_size": np.repeat(design["sample_size"].to_numpy(), design["n_foci"].to_numpy()),
-        "space": "MNI", "source": [f"simulated:{i}" for i in range(n)],
-    })
+    exps = [{"id": i, "study_id": i, "contrast_id": "sim", "sample_size": n}
+            for i, n in zip(design["id"], design["sample_size"], strict=True)]
+    which = np.repeat(np.arange(len(design)), design["n_foci"].to_numpy())
+    return coordinates.foci_frame(exps, which, xyz, ["MNI"] * which.size,
+                                  [f"simulated:{i}" for i in range(which.size)])
 
 
 def voxel_xyz(mask, voxels):

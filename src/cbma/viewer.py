@@ -87,21 +87,27 @@ def map_viewer(img, title=None, peak=None):
     """
     from nilearn.plotting import view_img
 
-    # nilearn runs a full garbage collection each time it reads an image's data (six
-    # times per view); with the objects of a report job alive, each took ~80 ms. Objects
-    # that exist now are not garbage a view makes: leave them out of those collections.
-    gc.freeze()
     data = np.asanyarray(img.dataobj)
     if not np.any(data[np.isfinite(data)] != 0):
         raise CbmaError("a map viewer needs a map with nonzero voxels")
     two_sided = bool(np.nanmin(data) < 0)
-    with warnings.catch_warnings():  # nilearn warns about masked arrays and empty cuts
-        warnings.simplefilter("ignore")
-        view = view_img(img, bg_img="MNI152", cut_coords=None if peak is None else list(peak),
-                        title=title, threshold=1e-6, black_bg=True, symmetric_cmap=two_sided,
-                        cmap="RdBu_r" if two_sided else "hot", draw_cross=True,
-                        resampling_interpolation="nearest", width_view=900)
-    return _parse(view.get_standalone())
+    # nilearn runs a full garbage collection each time it reads an image's data (six
+    # times per view); with the objects of a report job alive, each took ~80 ms. Objects
+    # that exist now are not garbage a view makes: leave them out of those collections
+    # while the view is made (and give them back to the collector after).
+    gc.freeze()
+    try:
+        with warnings.catch_warnings():  # nilearn warns about masked arrays and empty cuts
+            warnings.simplefilter("ignore")
+            view = view_img(img, bg_img="MNI152",
+                            cut_coords=None if peak is None else list(peak), title=title,
+                            threshold=1e-6, black_bg=True, symmetric_cmap=two_sided,
+                            cmap="RdBu_r" if two_sided else "hot", draw_cross=True,
+                            resampling_interpolation="nearest", width_view=900)
+            page = view.get_standalone()
+    finally:
+        gc.unfreeze()
+    return _parse(page)
 
 
 def _parse(html):
