@@ -36,6 +36,26 @@ def test_results_do_not_depend_on_the_kernel_cores(model):
         np.testing.assert_allclose(other[:, 2], runs[0][:, 2], rtol=0, atol=1e-12)
 
 
+def test_results_do_not_depend_on_how_the_first_stage_lists_its_voxels(model):
+    """Listing the written voxels as it goes or by a pass over the volume: same numbers."""
+    as_it_goes = null.run_iterations(model, 2, "k", range(20), 0.01146, dense=False)
+    by_a_pass = null.run_iterations(model, 2, "k", range(20), 0.01146, dense=True)
+    np.testing.assert_array_equal(by_a_pass, as_it_goes)
+    assert (as_it_goes[:, 1] > 0).all()  # clusters in every iteration: the mass is compared
+
+
+def test_the_first_stage_passes_over_the_volume_for_large_meta_analyses(model):
+    """The choice follows the cores' voxel updates per iteration against the volume's size."""
+    large = null.RandomFociModel(np.full(400, 12), kernels.experiment_fwhms(np.full(400, 20)),
+                                 model.mask)
+    for m, threshold, expected in ((model, 0.01146, False), (large, 0.05, True)):
+        core_min = null.CORE_SHARE * -np.log1p(-threshold) / m.n_experiments
+        assert null._dense_first_stage(m, m.core(core_min)[0]) is expected
+    runs = null.run_iterations(large, 0, "l", range(3), 0.05)
+    np.testing.assert_array_equal(runs, null.run_iterations(large, 0, "l", range(3), 0.05,
+                                                            dense=False))
+
+
 def test_wide_kernels_without_clusters_still_give_the_exact_maximum():
     """No voxel passes the threshold and the cores miss most voxels: the full-kernel pass."""
     mask = space.load_mask(MASK)
