@@ -106,6 +106,23 @@ def test_extract_terms_longest_match_and_stop_words():
     assert extract_terms("theory of mind", ["theory mind"]) == {"theory mind": 1}
 
 
+def test_stop_words_are_scikit_learns_read_without_importing_it():
+    """The rule jobs that match terms skip scikit-learn's import (most of a second)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from cbma import text_model; from cbma.text import english_stop_words; "
+            "words = english_stop_words(); print(len(words), 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    from cbma.text import english_stop_words
+
+    assert english_stop_words() == ENGLISH_STOP_WORDS
+    assert out == [str(len(ENGLISH_STOP_WORDS)), "False"]
+
+
 def test_extract_terms_rejects_bad_vocabulary():
     with pytest.raises(CbmaError, match="listed twice"):
         extract_terms("pain", ["pain", "Pain"])

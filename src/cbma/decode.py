@@ -539,7 +539,7 @@ def top_terms_figure(table, path, n_top=10):
     n_top : int
         Terms shown per image.
     """
-    from .figures import plt, save_figure
+    from .figures import new_figure, save_figure
 
     if set(DECODE_TABLE_COLUMNS) <= set(table.columns):
         long = table
@@ -549,8 +549,8 @@ def top_terms_figure(table, path, n_top=10):
         images = [str(c) for c in table.columns]
     n_cols = min(len(images), 3)
     n_rows = -(-len(images) // n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, squeeze=False,
-                             figsize=(4.2 * n_cols, 0.32 * n_top * n_rows + 0.9 * n_rows))
+    fig, axes = new_figure(n_rows, n_cols, squeeze=False,
+                           figsize=(4.2 * n_cols, 0.32 * n_top * n_rows + 0.9 * n_rows))
     for ax, name in zip(axes.ravel(), images, strict=False):
         top = long[long["image"] == name].sort_values("rank").head(int(n_top))
         top = top[np.isfinite(top["r"].to_numpy(dtype=float))]

@@ -6,20 +6,19 @@ the left), with axes in MNI millimetres. Drawing them directly with
 matplotlib takes a fraction of a second, where a nilearn glass brain takes
 seconds; the pipeline draws one or more per analysis.
 
-Importing this module selects matplotlib's non-interactive Agg backend; the
-modules that draw with pyplot (:func:`cbma.decode.top_terms_figure`) take
-``plt`` from here. :func:`save_figure` writes PNGs without timestamps
-(:data:`PNG_METADATA`), so the same maps give the same bytes.
+Figures are made with :func:`new_figure`: a matplotlib ``Figure`` on the
+Agg canvas, without pyplot (no global state, and a quarter of a second less
+to import in every rule job that draws). :func:`save_figure` writes PNGs
+without timestamps (:data:`PNG_METADATA`), so the same maps give the same bytes.
 """
 
 import matplotlib
+import nibabel as nib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
-
-__all__ = ["PNG_METADATA", "foci_figure", "glass_brain_figure", "plt", "save_figure",
+__all__ = ["PNG_METADATA", "foci_figure", "glass_brain_figure", "new_figure", "save_figure",
            "slices_figure"]
 
 #: PNG metadata of every figure: no matplotlib version stamp
@@ -32,10 +31,31 @@ ONE_SIDED_CMAP = "YlOrRd"
 TWO_SIDED_CMAP = "RdBu_r"
 
 
+def new_figure(nrows=1, ncols=1, figsize=None, **subplots_kw):
+    """A figure and its axes, as ``pyplot.subplots`` gives them, on the Agg canvas.
+
+    Parameters
+    ----------
+    nrows, ncols : int, optional
+        The grid of axes.
+    figsize : (float, float), optional
+        Width and height in inches.
+    **subplots_kw
+        Passed to :meth:`matplotlib.figure.Figure.subplots` (``squeeze``,
+        ``gridspec_kw``, ...).
+
+    Returns
+    -------
+    (matplotlib.figure.Figure, axes)
+    """
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **subplots_kw)
+
+
 def save_figure(fig, path):
-    """Write a matplotlib figure as PNG with fixed metadata and close it."""
+    """Write a matplotlib figure as PNG with fixed metadata."""
     fig.savefig(path, format="png", dpi=100, metadata=PNG_METADATA)
-    plt.close(fig)
 
 
 def _canonical(img):
@@ -116,8 +136,8 @@ def glass_brain_figure(img, title, path, two_sided=False, mask=None):
     data, affine = _canonical(img)
     brain = _mask_volume(mask, data)
     cmap, vmin, vmax = _colour_scale(data, two_sided)
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2),
-                             gridspec_kw={"width_ratios": [data.shape[1], data.shape[0],
+    fig, axes = new_figure(1, 3, figsize=(9, 3.2),
+                           gridspec_kw={"width_ratios": [data.shape[1], data.shape[0],
                                                            data.shape[0]]})
     shown = None
     for ax, (_, axis, plane) in zip(axes, VIEWS, strict=True):
@@ -150,7 +170,7 @@ def slices_figure(img, title, path, n_slices=7, mask=None):
         ks = np.arange(data.shape[2])
     picks = np.linspace(ks[0] - 1, ks[-1] + 1, n_slices).round().astype(int)
     picks = np.clip(picks, 0, data.shape[2] - 1)
-    fig, axes = plt.subplots(1, n_slices, figsize=(12, 2.6))
+    fig, axes = new_figure(1, n_slices, figsize=(12, 2.6))
     extent = _extent(affine, data.shape, (0, 1))
     shown = None
     for ax, k in zip(np.atleast_1d(axes), picks, strict=True):
@@ -183,10 +203,10 @@ def foci_figure(coordinates, title, path, mask=None):
         brain = brain != 0
     else:
         brain, affine = None, None
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+    fig, axes = new_figure(1, 3, figsize=(9, 3.2))
     ids = list(dict.fromkeys(coordinates["id"]))
     many = len(ids) > MAX_COLOURED_EXPERIMENTS  # a large database: one colour, small dots
-    cmap = plt.get_cmap("tab20")
+    cmap = matplotlib.colormaps["tab20"]
     xyz = coordinates[["x", "y", "z"]].to_numpy(dtype=float)
     colours = ("#c0392b" if many else
                [cmap(ids.index(e) % 20) for e in coordinates["id"]])

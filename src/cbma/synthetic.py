@@ -44,10 +44,10 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from .errors import CbmaError
 from .space import BrainMask, load_mask, mm_to_vox, vox_to_mm
+from .text import english_stop_words
 
 __all__ = ["DEFAULT_MASK", "DEFAULT_TOPICS", "make_database", "main"]
 
@@ -670,7 +670,7 @@ def make_database(out_dir, n_studies=14000, n_foci=500_000, n_terms=3000, topics
     n_background = room - len(generic)
     rng = np.random.default_rng(seed)
 
-    reserved = _RESERVED | taken | ENGLISH_STOP_WORDS
+    reserved = _RESERVED | taken | english_stop_words()
     words = _pseudo_words(rng, n_background + 200, reserved)
     names = topic_terms + variant_terms + generic + words[:n_background]
     surnames = [w.capitalize() for w in words[n_background:]]

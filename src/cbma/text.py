@@ -20,18 +20,19 @@ TF-IDF
 """
 
 import difflib
+import importlib.util
 import re
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from .errors import CbmaError
 
-__all__ = ["TermMatcher", "content_words", "count_matrix", "extract_terms", "normalise_term",
-           "study_texts", "term_matcher", "tfidf", "tokenize"]
+__all__ = ["TermMatcher", "content_words", "count_matrix", "english_stop_words",
+           "extract_terms", "normalise_term", "study_texts", "term_matcher", "tfidf", "tokenize"]
 
 _TOKEN = re.compile(r"[^\W_]+")
 
@@ -46,9 +47,34 @@ def tokenize(text):
     return _TOKEN.findall(text.lower())
 
 
+@lru_cache(maxsize=1)
+def english_stop_words():
+    """scikit-learn's ``ENGLISH_STOP_WORDS``, read without importing scikit-learn.
+
+    Importing scikit-learn takes most of a second, which every rule job that
+    only matches terms would pay; the list is read from the one module of
+    scikit-learn that holds it (a plain frozenset), or imported the usual way
+    where that module is not found.
+    """
+    spec = importlib.util.find_spec("sklearn")  # finds the package, does not import it
+    if spec is not None and spec.origin:
+        path = Path(spec.origin).parent / "feature_extraction" / "_stop_words.py"
+        if path.is_file():
+            module_spec = importlib.util.spec_from_file_location("_cbma_stop_words", path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+            words = getattr(module, "ENGLISH_STOP_WORDS", None)
+            if isinstance(words, frozenset) and words:
+                return words
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return ENGLISH_STOP_WORDS
+
+
 def content_words(tokens):
-    """The tokens that are not English stop words."""
-    return [t for t in tokens if t not in ENGLISH_STOP_WORDS]
+    """The tokens that are not English stop words (:func:`english_stop_words`)."""
+    stop = english_stop_words()
+    return [t for t in tokens if t not in stop]
 
 
 class TermMatcher:

@@ -97,7 +97,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.exceptions import ConvergenceWarning
 
 from .coarse_grid import coarse_mask, fine_to_coarse, foci_targets, resample_masked
 from .errors import CbmaError
@@ -357,6 +356,7 @@ def _term_loadings(x, n_components, decomposition, seed, max_iter):
         return np.zeros((p, 0))
     if decomposition == "nmf":
         from sklearn.decomposition import NMF
+        from sklearn.exceptions import ConvergenceWarning
 
         model = NMF(n_components=k, init="nndsvda", max_iter=max_iter, random_state=seed)
         with warnings.catch_warnings():
