@@ -433,21 +433,134 @@ def test_screening_keeps_the_informative_terms(studies, mask):
     assert diff["screened"] > diff["plain"] > 0, diff
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_partial_ranks_equal_a_full_sort_where_they_are_computed(seed):
-    """The evaluation ranks only the top voxels; they must be the full sort's ranks."""
-    from cbma.evaluate import _dice_curve, _ranks
+def _definition_levels(values, sizes, secondary=None):
+    """Levels by the definition: ranks of a full stable sort (value, secondary, voxel order)."""
+    keys = (-values,) if secondary is None else (-secondary, -values)
+    order = np.lexsort((np.arange(values.size), *keys))
+    ranks = np.empty(values.size, dtype=np.int64)
+    ranks[order] = np.arange(values.size)
+    return np.searchsorted(sizes, ranks, side="right")
+
+
+def _tied_maps(rng, n):
+    """Maps with many ties (few distinct values, signed zeros, flat regions) and second keys."""
+    values = rng.integers(0, rng.integers(1, 6), n).astype(float)
+    kind = rng.integers(4)
+    if kind == 1:
+        values = rng.standard_normal(n)
+    elif kind == 2:  # a keyword-like map: exactly 0 (either sign) over a large region
+        values = np.where(rng.random(n) < 0.6, rng.choice([0.0, -0.0], n), rng.random(n))
+    elif kind == 3:  # a binary truth, sometimes all active
+        values = (rng.random(n) < rng.choice([0.01, 0.2, 1.0])).astype(float)
+    secondary = -rng.integers(0, rng.integers(1, 40), n).astype(float)
+    secondary[rng.random(n) < 0.05] = -np.inf
+    return values, secondary
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_levels_equal_a_full_stable_sort(seed):
+    """The evaluation's levels (no sort) are those of a full stable sort, ties and all."""
+    from cbma.evaluate import _levels, _top_sizes
 
     rng = np.random.default_rng(seed)
-    n, top = 5000, 1500
-    values = rng.integers(0, 4, n).astype(float)  # many ties
-    secondary = -rng.integers(0, 20, n).astype(float)
-    for sec in (None, secondary):
-        full, part = _ranks(values, sec), _ranks(values, sec, top=top)
-        inside = full < top
-        np.testing.assert_array_equal(part[inside], full[inside])
-        assert (part[~inside] == n).all()
-        sizes = np.array([250, 1000, top])
-        other = _ranks(rng.standard_normal(n))
-        np.testing.assert_array_equal(_dice_curve(full, other, sizes),
-                                      _dice_curve(part, other, sizes))
+    for n in (1, 2, 37, 1000, 20_000):
+        for _ in range(4):
+            values, secondary = _tied_maps(rng, n)
+            ks = np.sort(rng.uniform(0.5, 100, rng.integers(1, 30)))
+            if rng.random() < 0.5:
+                ks = np.arange(5, 31)
+            sizes = np.maximum(_top_sizes(ks, n), 1)  # duplicates when n is small
+            for sec in (None, secondary):
+                np.testing.assert_array_equal(_levels(values, sizes, sec),
+                                              _definition_levels(values, sizes, sec))
+
+
+def test_cuts_equal_a_full_partition():
+    """The cuts found from a guess (or not, when it fails) are the k-th largest values."""
+    from cbma.evaluate import _cuts
+
+    rng = np.random.default_rng(0)
+    n = 5000
+    maps = [rng.standard_normal(n), rng.integers(0, 3, n).astype(float),
+            (rng.random(n) < 0.05).astype(float), np.sort(rng.random(n)),  # guess too high
+            np.zeros(n)]
+    for values in maps:
+        for counts in ([1, 10, 250], [1500, 1500, 1501], [4999, 5000], list(range(250, 1501, 50))):
+            counts = np.array(counts)
+            expected = np.sort(values)[::-1][counts - 1]
+            for stride in (1, 4, 16):
+                np.testing.assert_array_equal(_cuts(values, counts, stride), expected)
+
+
+def test_dice_top_k_in_any_order_of_ks():
+    rng = np.random.default_rng(2)
+    pred, truth = rng.integers(0, 4, 500).astype(float), rng.random(500)
+    ks = np.array([30, 5, 12.5, 5, 100])
+    np.testing.assert_array_equal(dice_top_k(pred, truth, ks),
+                                  [dice_top_k(pred, truth, [k])[0] for k in ks])
+
+
+def _definition_distance_ties(truth, mask):
+    from scipy import ndimage
+
+    active = mask.unmask(np.asarray(truth) != 0, dtype=bool)
+    if not active.any():
+        return np.full(mask.n_voxels, -np.inf)
+    return -mask.apply(ndimage.distance_transform_edt(~active, sampling=mask.voxel_size))
+
+
+@pytest.mark.parametrize("voxel", [(2, 2, 2), (1.5, 1.5, 1.5), (2, 3, 2), (0.7, 0.7, 0.7)])
+def test_distance_ties_equal_scipy_on_the_whole_volume(voxel):
+    """On the mask's bounding box, and by integers on grids where that is exact: same floats."""
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        shape = tuple(rng.integers(4, 24, 3))
+        data = np.zeros(shape, bool)
+        lo = [rng.integers(0, s // 2) for s in shape]
+        hi = [rng.integers(start + 1, s + 1) for start, s in zip(lo, shape, strict=True)]
+        data[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = rng.random() < 0.9
+        data &= rng.random(shape) < 0.8  # holes and a ragged edge inside the box
+        small = BrainMask(data, np.diag([*voxel, 1.0]))
+        for share in (0.0, 0.002, 0.05, 0.5):
+            truth = (rng.random(small.n_voxels) < share).astype(float)
+            np.testing.assert_array_equal(distance_ties(truth, small),
+                                          _definition_distance_ties(truth, small))
+    full = load_mask(MASK)  # the brain: a few foci spread out, and one voxel
+    truth = np.zeros(full.n_voxels)
+    truth[rng.choice(full.n_voxels, 30, replace=False)] = 1
+    np.testing.assert_array_equal(distance_ties(truth, full),
+                                  _definition_distance_ties(truth, full))
+    truth[:] = 0
+    truth[-1] = 1
+    np.testing.assert_array_equal(distance_ties(truth, full),
+                                  _definition_distance_ties(truth, full))
+
+
+def test_held_out_scores_equal_the_definition(studies, mask):
+    """evaluate_held_out's fast path gives the table of dice_top_k on the plain maps."""
+    from cbma.coarse_grid import fine_to_coarse
+
+    texts, foci, _ = studies
+    ma = mkda_maps(foci, mask)
+    train, test = slice(0, 300), slice(300, 312)
+    model = fit_query_model(texts[train], VOCABULARY, ma[train], mask, n_components=8,
+                            min_df=3)
+    ks = np.arange(5, 31)
+    result = evaluate_held_out(model, texts[train], ma[train], texts[test], ma[test], seed=3)
+    baseline = fit_keyword_baseline(texts[train], ma[train] @ fine_to_coarse(mask, model.coarse),
+                                    model.vocabulary.tolist())
+    preds = {"model": model.to_mask(model.predict_maps(texts[test])),
+             "keyword": model.to_mask(baseline.predict_maps(texts[test]))}
+    rng = np.random.default_rng(3)
+    for i, truth in enumerate(np.asarray(ma[test].todense())):
+        preds["random"] = rng.standard_normal((1, mask.n_voxels))[0]
+        row = result.table.iloc[i]
+        assert row["n_active"] == np.count_nonzero(truth) > 0
+        ties = _definition_distance_ties(truth, mask)
+        for method in ("model", "keyword", "random"):
+            pred = preds[method] if method == "random" else preds[method][i]
+            curve = dice_top_k(pred, truth, ks, truth_ties=ties)
+            assert row[f"{method}_dice_auc"] == dice_auc(curve, ks)
+            for k in (5, 10, 20, 30):
+                assert row[f"{method}_dice_{k}"] == curve[k - 5]
+            assert row[f"{method}_r"] == pearson_r(pred, truth)

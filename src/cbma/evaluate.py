@@ -28,6 +28,7 @@ Binary ground truths
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -47,40 +48,207 @@ REPORTED_KS = (5, 10, 20, 30)
 METHODS = ("model", "keyword", "random")
 
 
-def _ranks(values, secondary=None, top=None):
+def _ranks(values, secondary=None):
     """Rank of each voxel: by value, larger first, then by ``secondary``, then voxel order.
 
-    With ``top``, only the first ``top`` ranks are computed (the rest get
-    ``values.size``): the same ranks there as a full sort, found by
-    partitioning first, which is what a Dice curve up to ``top`` voxels needs.
+    The definition of the top sets by a full stable sort, used by
+    :func:`dice_top_k`; :func:`evaluate_held_out` finds the same sets faster
+    with :func:`_levels`.
     """
-    n = values.size
-    if top is None or top >= n:
-        chosen = np.arange(n)
-    else:
-        chosen = _top_voxels(values, secondary, top)
     if secondary is None:
-        order = chosen[np.argsort(-values[chosen], kind="stable")]
+        order = np.argsort(-values, kind="stable")
     else:  # lexsort is stable: remaining ties keep the voxel order
-        order = chosen[np.lexsort((-secondary[chosen], -values[chosen]))]
-    ranks = np.full(n, n, dtype=np.int64)
-    ranks[order] = np.arange(order.size)
+        order = np.lexsort((-secondary, -values))
+    ranks = np.empty(values.size, dtype=np.int64)
+    ranks[order] = np.arange(values.size)
     return ranks
 
 
-def _top_voxels(values, secondary, top):
-    """The ``top`` voxels a full sort by (value, secondary, voxel order) puts first, sorted."""
-    n = values.size
-    cut = np.partition(values, n - top)[n - top]  # the top-th largest value
-    above = np.flatnonzero(values > cut)
-    tied = np.flatnonzero(values == cut)
-    need = top - above.size
-    if secondary is not None and tied.size > need:
-        second = secondary[tied]
-        cut2 = np.partition(second, second.size - need)[second.size - need]
-        first = tied[second > cut2]
-        tied = np.concatenate([first, tied[second == cut2][: need - first.size]])
-    return np.sort(np.concatenate([above, tied[:need]]))
+def _levels(values, sizes, secondary=None):
+    """For each voxel, the first top set it belongs to: the level of a Dice curve.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n,), float, no NaN
+    sizes : ndarray of int64, nondecreasing, in [1, n]
+        Sizes of the top sets (:func:`_top_sizes`).
+    secondary : ndarray of shape (n,), optional
+        Second key of the order (larger first; no NaN), as in :func:`_ranks`.
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+        The smallest ``j`` with ``rank < sizes[j]`` (``len(sizes)`` if none),
+        where ``rank`` is :func:`_ranks` ``(values, secondary)``: exactly
+        ``np.searchsorted(sizes, rank, side="right")``.
+
+    Notes
+    -----
+    A Dice curve needs no more than this (:func:`_dice_curve`), and it needs
+    no sort: the ``sizes[j]``-th largest values (the cuts) come from one
+    partition (:func:`_cuts`), voxels above a cut are in that set, and the
+    voxels equal to a cut are taken in the order of the next key (the
+    secondary, whose cuts come from a partition of the tied voxels only,
+    then the voxel order, a running count). Ties at a cut are common
+    (keyword maps are exactly 0 far from the term's studies; a binary truth
+    is 0 almost everywhere, and many voxels are at the same distance from
+    its active ones), so they are resolved exactly rather than assumed
+    away. About four times faster than ranking the top voxels by a
+    partition and a sort (4 ms instead of 17 on a 2 mm brain).
+    """
+    level = np.full(values.size, sizes.size, dtype=np.int64)
+    keys = (values,) if secondary is None else (values, secondary)
+    _select_levels(keys, None, np.asarray(sizes, dtype=np.int64), np.arange(sizes.size), level)
+    return level
+
+
+def _select_levels(keys, idx, counts, js, level):
+    """Assign the levels of the voxels ``idx``: the first ``counts[t]`` are in set ``js[t]``.
+
+    "First" is in the order of ``keys`` (arrays over all voxels, each larger
+    first, ties passed on to the next key), then of ``idx`` (increasing voxel
+    indices; None for all voxels). ``counts`` is nondecreasing, within
+    [1, len(idx)].
+    """
+    key = keys[0] if idx is None else keys[0][idx]
+    cuts = _cuts(key, counts)
+    last = len(keys) == 1
+    none = np.empty(0, dtype=np.int64)  # idx None: the pass's positions are the voxels
+    above, tied, group = _level_pass(key, none if idx is None else idx, cuts, counts, js, level,
+                                     last)
+    if last:
+        return
+    for g in range(cuts.size):  # voxels tied at a cut: in the order of the next key
+        if g > 0 and cuts[g] == cuts[g - 1]:
+            continue  # not the first t of its cut
+        stop = g + np.count_nonzero(cuts[g:] == cuts[g])
+        at = tied[group == g]
+        _select_levels(keys[1:], at if idx is None else idx[at], counts[g:stop] - above[g],
+                       js[g:stop], level)
+
+
+def _cuts(key, counts, stride=16):
+    """The ``counts[t]``-th largest values of ``key`` (``counts`` nondecreasing, in [1, key.size]).
+
+    Exactly those of a partition of the whole array, but found by a
+    partition of the values above a guess only: a guess of the
+    ``counts[-1]``-th largest, taken with a margin from every ``stride``-th
+    value. When at least ``counts[-1]`` values are at least the guess, the
+    cuts above it are those of the values above it, and the others are the
+    guess itself (values equal to it are not partitioned, which matters when
+    most of the values are equal, as the zeros of a binary map); otherwise
+    the guess was too high and the whole array is partitioned. About three
+    times faster on a brain than a partition of the whole array (a copy and
+    a partition of a third of the voxels).
+    """
+    top = int(counts[-1])
+    sample = key[::stride]
+    expected = top // stride  # sample values above the cut, give or take sqrt of that
+    wanted = expected + 4 * int(np.sqrt(expected)) + 16
+    if wanted < sample.size // 2:
+        guess = np.partition(sample, sample.size - wanted)[sample.size - wanted]
+        above, n_equal = _values_above(key, guess)
+        if above.size + n_equal >= top:
+            cuts = np.full(counts.size, guess, dtype=key.dtype)
+            inside = counts <= above.size
+            positions = above.size - counts[inside]
+            if positions.size:
+                above.partition(positions)  # in place: the array is ours
+                cuts[inside] = above[positions]
+            return cuts
+    return np.partition(key, key.size - counts)[key.size - counts]
+
+
+@numba.njit(cache=True, nogil=True)
+def _values_above(key, guess):
+    """The values above ``guess`` (in order) and the number equal to it."""
+    out = np.empty(key.size, dtype=key.dtype)
+    n_above = 0
+    n_equal = 0
+    for x in key:
+        out[n_above] = x
+        n_above += x > guess
+        n_equal += x == guess
+    return out[:n_above], n_equal
+
+
+@numba.njit(cache=True, nogil=True)
+def _level_pass(key, idx, cuts, counts, js, level, last):
+    """One pass of :func:`_select_levels` over the voxels ``idx`` (with values ``key``).
+
+    An empty ``idx`` stands for all voxels (``key`` is over all of them).
+
+    A voxel above ``cuts[t]`` is in set ``js[t]``: its level is at most
+    ``js[t]`` for the first such ``t`` (the cuts are nonincreasing). A voxel
+    equal to a cut is tied there with the others equal to it; among them,
+    ``counts[t] - above[t]`` are in set ``js[t]``. With ``last``, those are
+    the first in voxel order (a running count); otherwise the tied voxels
+    are returned as a group, to be ordered by the next key.
+
+    Returns
+    -------
+    above : ndarray of shape (len(cuts),)
+        The number of voxels above each cut.
+    tied : ndarray of int64
+        The positions (in ``key``) of the voxels equal to a cut, increasing.
+    group : ndarray of int64, shape (len(tied),)
+        The first ``t`` of their cut.
+    """
+    m = cuts.size
+    n = key.size
+    below = _count_cuts_below(key, cuts)  # the first t with cuts[t] < value
+    first = np.empty(m, dtype=np.int64)  # the first t of each cut value
+    for t in range(m):
+        first[t] = first[t - 1] if t > 0 and cuts[t] == cuts[t - 1] else t
+    sets = np.empty(m + 1, dtype=np.int64)  # the set of each below; none past the cuts
+    sets[:m] = js
+    sets[m] = np.iinfo(np.int64).max
+    starts = np.zeros(m + 1, dtype=np.int64)
+    tied = np.empty(n, dtype=np.int64)  # the positions of the voxels equal to a cut
+    n_tied = 0
+    identity = idx.size == 0
+    for p in range(n):
+        b = below[p]
+        starts[b] += 1
+        v = p if identity else idx[p]
+        level[v] = min(level[v], sets[b])
+        if b > 0 and cuts[b - 1] == key[p]:
+            tied[n_tied] = p
+            n_tied += 1
+    above = np.cumsum(starts)[:m]  # voxels with below <= t are above cuts[t]
+    tied = tied[:n_tied]
+    group = np.empty(n_tied, dtype=np.int64)
+    seen = np.zeros(m, dtype=np.int64)  # tied voxels met so far, per cut
+    next_set = np.arange(m)  # per cut, the first t whose set the next tied voxel is in
+    for q in range(n_tied):
+        p = tied[q]
+        b = below[p]
+        g = first[b - 1]  # tied at the cut of t = g .. b - 1
+        group[q] = g
+        if not last:
+            continue
+        r = seen[g]  # the r-th tied voxel (in voxel order) is in the sets with
+        seen[g] += 1  # counts[t] - above[t] > r: a t that only grows with r
+        t = next_set[g]
+        while t < b and r >= counts[t] - above[t]:
+            t += 1
+        next_set[g] = t
+        if t < b:
+            v = p if identity else idx[p]
+            level[v] = min(level[v], js[t])
+    return above, tied, group
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_cuts_below(key, cuts):
+    """For each value, the number of cuts (nonincreasing) not below it."""
+    out = np.empty(key.size, dtype=np.int64)
+    for p in range(key.size):
+        b = 0
+        for t in range(cuts.size):  # no branch: vectorised, faster than a bisection
+            b += cuts[t] >= key[p]
+        out[p] = b
+    return out
 
 
 def _check_pair(pred, truth):
@@ -126,19 +294,25 @@ def dice_top_k(pred, truth, ks=DEFAULT_KS, truth_ties=None):
         truth_ties = np.asarray(truth_ties, dtype=float).ravel()
         if truth_ties.shape != truth.shape:
             raise CbmaError(f"truth_ties has {truth_ties.size} values, the maps {n}")
-    return _dice_curve(_ranks(pred), _ranks(truth, truth_ties), _top_sizes(ks, n))
+    sizes = _top_sizes(ks, n)
+    order = np.argsort(sizes, kind="stable")  # ks in any order; levels count sorted sizes
+    levels = [np.searchsorted(sizes[order], _ranks(*a), side="right")
+              for a in ((pred, None), (truth, truth_ties))]
+    curve = np.empty(ks.size)
+    curve[order] = _dice_curve(*levels, sizes[order])
+    return curve
 
 
 def _top_sizes(ks, n):
     return np.ceil(np.asarray(ks, dtype=float) * n / 100 - 1e-9).astype(np.int64)
 
 
-def _dice_curve(rank_pred, rank_truth, sizes):
-    both = np.maximum(rank_pred, rank_truth)  # in both top sets iff both ranks < size
-    top = int(sizes.max())
-    # voxels in both top-s sets = voxels with both < s: a cumulative count, no sort
-    in_both = np.cumsum(np.bincount(both[both < top], minlength=top))
-    return in_both[sizes - 1] / sizes
+def _dice_curve(level_pred, level_truth, sizes):
+    """Dice at each top-set size, from the voxels' levels (see :func:`_levels`)."""
+    # in both top-s_j sets iff both levels <= j: a cumulative count, no sort
+    both = np.maximum(level_pred, level_truth)
+    in_both = np.cumsum(np.bincount(both, minlength=sizes.size + 1))[:sizes.size]
+    return in_both / sizes
 
 
 def dice_auc(curve, ks=DEFAULT_KS):
@@ -192,14 +366,137 @@ def distance_ties(truth, mask):
     -------
     ndarray of shape (mask.n_voxels,)
         0 on nonzero voxels; minus infinity everywhere when the map is all zero.
+
+    Notes
+    -----
+    Float for float the distances of scipy's ``distance_transform_edt`` on the
+    whole volume, computed on the mask's bounding box only, and on isotropic
+    grids by an exact integer transform (:func:`_squared_distances`): 8 ms
+    instead of 40 on a 2 mm brain, once per held-out study.
     """
     from scipy import ndimage
 
-    active = mask.unmask(np.asarray(truth) != 0, dtype=bool)
+    active = np.asarray(truth) != 0
+    if active.shape != (mask.n_voxels,):
+        raise ValueError(f"expected {mask.n_voxels} values, got shape {active.shape}")
     if not active.any():
         return np.full(mask.n_voxels, -np.inf)
-    distance = ndimage.distance_transform_edt(~active, sampling=mask.voxel_size)
-    return -mask.apply(distance)
+    # All active voxels are in the mask, so the distances of in-mask voxels are
+    # the same on the mask's bounding box as on the whole volume (half of it).
+    box = _bounding_box(mask.data)
+    inside = mask.data[box]
+    volume = np.zeros(inside.shape, dtype=bool)
+    volume[inside] = active
+    size = mask.voxel_size
+    if _exact_isotropic(size, inside.shape):
+        squared = _squared_distances(volume)[inside]  # in voxels^2, integers
+        return -np.sqrt(size[0] * size[0] * squared)
+    return -ndimage.distance_transform_edt(~volume, sampling=size)[inside]
+
+
+def _bounding_box(data):
+    """Slices of the smallest box holding the nonzero voxels of a 3-D array."""
+    box = []
+    for axis in range(data.ndim):
+        hit = np.flatnonzero(data.any(axis=tuple(a for a in range(data.ndim) if a != axis)))
+        box.append(slice(hit[0], hit[-1] + 1) if hit.size else slice(0, 0))
+    return tuple(box)
+
+
+def _exact_isotropic(size, shape):
+    """Whether :func:`_squared_distances` gives exactly scipy's distances on this grid.
+
+    scipy's ``distance_transform_edt`` returns ``sqrt(sum((d_i s_i)^2))`` for
+    the offsets ``d_i`` (voxels) to the nearest feature and the voxel sizes
+    ``s_i``; with equal sizes of at most 16 significant bits (2 mm, 1.5 mm,
+    ...) and offsets below 512, every term and sum is an exact float, equal
+    to ``s^2 sum(d_i^2)``, the same whichever nearest feature is taken.
+    """
+    s = float(size[0])
+    if not (np.all(size == s) and s > 0 and max(shape) <= 512):
+        return False
+    mantissa, _ = np.frexp(s)
+    return float(np.ldexp(mantissa, 16)).is_integer()
+
+
+@numba.njit(cache=True, nogil=True)
+def _squared_distances(active):
+    """Squared Euclidean distance (in voxels) from each voxel to the nearest ``True``.
+
+    The separable exact transform of Felzenszwalb and Huttenlocher (2012):
+    the distance along the last axis, then along each other axis in turn the
+    lower envelope of the parabolas ``f(p) + (q - p)^2``. The values are
+    integers, held exactly in int64; the envelope's breakpoints are ratios of
+    small integers, so comparing their correctly rounded quotients is exact.
+    Five times faster than scipy's transform of the whole volume, which
+    also finds each voxel's nearest feature (not needed here).
+    """
+    nx, ny, nz = active.shape
+    big = np.int64(1) << 40  # no feature on the line: larger than any distance
+    f = np.empty((nx, ny, nz), dtype=np.int64)
+    for i in range(nx):  # along the last axis, of a binary map: two sweeps
+        for j in range(ny):
+            last = -1
+            for q in range(nz):
+                if active[i, j, q]:
+                    last = q
+                f[i, j, q] = big if last < 0 else (q - last) * (q - last)
+            last = -1
+            for q in range(nz - 1, -1, -1):
+                if active[i, j, q]:
+                    last = q
+                if last >= 0:
+                    f[i, j, q] = min(f[i, j, q], (last - q) * (last - q))
+    length = max(nx, ny)
+    line = np.empty(length, dtype=np.int64)
+    out = np.empty(length, dtype=np.int64)
+    v = np.empty(length, dtype=np.int64)
+    z = np.empty(length + 1, dtype=np.float64)
+    for i in range(nx):  # then the lower envelopes along the middle axis
+        for j in range(nz):
+            for q in range(ny):
+                line[q] = f[i, q, j]
+            _envelope(line, ny, big, out, v, z)
+            for q in range(ny):
+                f[i, q, j] = out[q]
+    for i in range(ny):  # and the first
+        for j in range(nz):
+            for q in range(nx):
+                line[q] = f[q, i, j]
+            _envelope(line, nx, big, out, v, z)
+            for q in range(nx):
+                f[q, i, j] = out[q]
+    return f
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _envelope(line, n, big, out, v, z):
+    """``out[q] = min_p line[p] + (q - p)^2`` over ``p`` with ``line[p] < big`` (else ``big``)."""
+    k = -1
+    s = 0.0
+    for q in range(n):
+        if line[q] >= big:
+            continue
+        while k >= 0:
+            p = v[k]
+            s = ((line[q] + q * q) - (line[p] + p * p)) / (2.0 * (q - p))
+            if s > z[k]:
+                break
+            k -= 1
+        k += 1
+        v[k] = q
+        z[k] = -np.inf if k == 0 else s
+    if k < 0:
+        for q in range(n):
+            out[q] = big
+        return
+    z[k + 1] = np.inf
+    j = 0
+    for q in range(n):
+        while z[j + 1] < q:
+            j += 1
+        d = q - v[j]
+        out[q] = line[v[j]] + d * d
 
 
 # ------------------------------------------------------------------ keyword baseline
@@ -327,14 +624,11 @@ def plot_dice_curves(curves, title="Held-out studies: Dice of the top k % voxels
     Returns
     -------
     matplotlib.figure.Figure
-        Built without pyplot (no global state); save with ``fig.savefig(path)``.
+        Built without pyplot (:func:`cbma.figures.new_figure`); save with ``fig.savefig(path)``.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from .figures import new_figure
 
-    fig = Figure(figsize=(5.5, 4))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    fig, ax = new_figure(figsize=(5.5, 4))
     ks = curves.index.to_numpy(dtype=float)
     labels = {"model": "free-text model", "keyword": "keyword baseline", "random": "random map"}
     for method in METHODS:
@@ -451,8 +745,9 @@ def evaluate_held_out(model, train_texts, train_maps, test_texts, test_maps, *,
     for start in range(0, len(test_texts), chunk):
         stop = min(start + chunk, len(test_texts))
         preds = {m: predicted[m][start:stop] for m in ("model", "keyword")}
-        if on == "mask":
-            preds = {m: model.to_mask(p) for m, p in preds.items()}
+        if on == "mask":  # one interpolation of both (each row on its own): set up once
+            both = model.to_mask(np.concatenate([preds["model"], preds["keyword"]]))
+            preds = {"model": both[:stop - start], "keyword": both[stop - start:]}
         for offset, truth in enumerate(_rows(truth_maps[start:stop])):
             i = start + offset
             preds["random"] = rng.standard_normal((1, n_out))
@@ -460,14 +755,14 @@ def evaluate_held_out(model, train_texts, train_maps, test_texts, test_maps, *,
                       "n_active": int(np.count_nonzero(truth))}
             if record["n_active"]:
                 ties = distance_ties(truth, grid) if truth_ties == "distance" else None
-                truth_rank = _ranks(truth, ties, top=sizes.max())
+                truth_level = _levels(truth, sizes, ties)
             for method in METHODS:
                 pred = preds[method][offset if method != "random" else 0]
                 if record["n_active"] == 0:
                     curve, r, auc = np.full(ks.size, np.nan), np.nan, np.nan
                 else:
                     pred, _ = _check_pair(pred, truth)
-                    curve = _dice_curve(_ranks(pred, top=sizes.max()), truth_rank, sizes)
+                    curve = _dice_curve(_levels(pred, sizes), truth_level, sizes)
                     r, auc = pearson_r(pred, truth), dice_auc(curve, ks)
                 curves[method].append(curve)
                 record[f"{method}_dice_auc"] = auc

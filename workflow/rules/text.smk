@@ -71,6 +71,9 @@ rule evaluate:
         layout.log("evaluate", "{evaluation}"),
     benchmark:
         layout.benchmark("evaluate", "{evaluation}")
+    # a long job that nothing waits for: started as soon as it can, it runs beside
+    # the analyses instead of after them (scheduling only; the outputs are the same)
+    priority: 1
     conda:
         "../../envs/cbma.yaml"
     params:
@@ -117,6 +120,9 @@ rule classify:
         layout.log("classify", "{classifier}"),
     benchmark:
         layout.benchmark("classify", "{classifier}")
+    # a long job that nothing waits for: started as soon as it can, it runs beside
+    # the analyses instead of after them (scheduling only; the outputs are the same)
+    priority: 1
     conda:
         "../../envs/cbma.yaml"
     params:
