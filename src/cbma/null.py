@@ -29,13 +29,13 @@ order of the additions. With experiment weights (MKDA, Wager et al. 2007) it
 sums the weights in experiment order, as the observed statistic is summed,
 so the two agree to the bit. Both loops find clusters with the same breadth-first
 search (:func:`_largest_cluster`; ALE's starts each cluster at its first voxel
-in voxel order). Both touch only the voxels the kernels reach in an iteration, except
-that ALE's first stage, in large meta-analyses whose cores' voxel updates
-outnumber the volume's voxels, finds the voxels it wrote by one pass over the
-volume rather than by listing them as it goes (:data:`DENSE_SHARE`; the same
-numbers either way, a third less time for 500 experiments). Both models draw the random
-foci with the same code, so analyses of the same experiments under the same
-seed and analysis name see the same random datasets.
+in voxel order). Both touch only the voxels the kernels reach in an iteration,
+except that ALE's first stage, in large meta-analyses whose cores' voxel
+updates outnumber the volume's voxels, finds the voxels it wrote by one pass
+over the volume rather than by listing them as it goes (:data:`DENSE_SHARE`;
+the same numbers either way, a third less time for 500 experiments). Both
+models draw the random foci with the same code, so analyses of the same
+experiments under the same seed and analysis name see the same random datasets.
 """
 
 import hashlib
@@ -302,13 +302,13 @@ def _bin_foci(fijk, cell, dims, cell_start, cell_foci):
 
 @numba.njit(cache=True, nogil=True)
 def _exact_log(v, fijk, focus_exp, exp_kernel, cube_ptr, cube_half, cube_log, strides,
-               cell, reach, dims, cell_start, cell_foci, low, seen):
+               cell, reach, dims, cell_start, cell_foci, low):
     """log(1 - ALE) at padded voxel ``v``, from the full kernels of the foci near it.
 
     Only the foci in the cells within ``reach`` cells of ``v``'s can reach it
     (``reach`` cells are at least as wide as the widest kernel's half-width).
     Each experiment's minimum of log(1 - kernel) is then summed in experiment
-    order, as a plain computation does; ``seen`` lists the experiments met.
+    order, as a plain computation does.
     """
     vi = v // strides[0]
     vj = (v % strides[0]) // strides[1]
@@ -489,7 +489,6 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
         focus_exp[foci_ptr[e]:foci_ptr[e + 1]] = e
     focus_kernel = exp_kernel[focus_exp]
     low = np.zeros(n_exp)
-    seen = np.empty(n_exp, dtype=np.int64)
     # cells for finding the foci near a voxel: CELL_DIVISIONS cells span the
     # widest half-kernel, and the foci of the cells within ``reach`` can reach it
     cell = max(-(-cube_half.max() // CELL_DIVISIONS), 1)
@@ -532,7 +531,7 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
             if approx[v] >= skip_level or not in_mask[v]:
                 continue
             a = _exact_log(v, fijk, focus_exp, exp_kernel, cube_ptr, cube_half, cube_log,
-                           strides, cell, reach, dims, cell_start, cell_foci, low, seen)
+                           strides, cell, reach, dims, cell_start, cell_foci, low)
             if a < min_acc:
                 min_acc = a
             if a < log_threshold:
@@ -552,8 +551,7 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
                 if in_mask[v] and (best < 0 or approx[v] < approx[touched[best]]):
                     best = q
             a = _exact_log(touched[best], fijk, focus_exp, exp_kernel, cube_ptr, cube_half,
-                           cube_log, strides, cell, reach, dims, cell_start, cell_foci, low,
-                           seen)
+                           cube_log, strides, cell, reach, dims, cell_start, cell_foci, low)
             if a < min_acc:
                 min_acc = a
             for q in range(n_touched):
@@ -561,7 +559,7 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
                 if lower < min_acc and lower >= log_threshold and in_mask[touched[q]]:
                     a = _exact_log(touched[q], fijk, focus_exp, exp_kernel, cube_ptr,
                                    cube_half, cube_log, strides, cell, reach, dims,
-                                   cell_start, cell_foci, low, seen)
+                                   cell_start, cell_foci, low)
                     if a < min_acc:
                         min_acc = a
         if n_supra == 0 and min_acc > -band:
