@@ -56,6 +56,25 @@ def test_the_first_stage_passes_over_the_volume_for_large_meta_analyses(model):
                                                             dense=False))
 
 
+@pytest.fixture(scope="module")
+def large_model(model):
+    """120 experiments of 10 foci: the exact stage's band is narrowed near few foci."""
+    return null.RandomFociModel(np.full(120, 10), kernels.experiment_fwhms(np.full(120, 20)),
+                                model.mask)
+
+
+@pytest.mark.parametrize("threshold", [0.025, 0.3])  # clusters; none (the maximum's search)
+@pytest.mark.parametrize("share", [None, 0.9])  # 0.9: small cores, the bounds matter more
+def test_large_meta_analyses_equal_the_plain_reference(large_model, threshold, share):
+    out = null.run_iterations(large_model, 5, "large", range(2), threshold, core_share=share)
+    for row, c in zip(out, large_model.draw(5, "large", range(2)), strict=True):
+        ref = null.iteration_reference(large_model, c, threshold)
+        assert row[0] == pytest.approx(ref[0], abs=1e-15)
+        assert row[1] == ref[1]
+        assert row[2] == pytest.approx(ref[2], abs=1e-12)
+        assert (row[1] > 0) == (threshold < 0.1)
+
+
 def test_wide_kernels_without_clusters_still_give_the_exact_maximum():
     """No voxel passes the threshold and the cores miss most voxels: the full-kernel pass."""
     mask = space.load_mask(MASK)
