@@ -47,7 +47,6 @@ seconds (from each output's provenance sidecar).
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -93,17 +92,27 @@ corrected.save_maps(output_dir=out)
 """
 
 
+# Runs a command and prints its descendants' largest peak RSS (kB) last on stderr: a
+# fresh process per command, so that one command's peak is not an earlier one's
+# (RUSAGE_CHILDREN keeps the largest of all the children a process ever waited for).
+_PEAK_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[1:])\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
 def _timed(cmd, cwd, env=None):
-    """Wall seconds and the largest child's peak RSS (MB) of a command."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wall seconds and the largest descendant's peak RSS (MB) of a command."""
     start = time.perf_counter()
-    res = subprocess.run([str(c) for c in cmd], cwd=cwd, capture_output=True, text=True,
+    res = subprocess.run([sys.executable, "-c", _PEAK_WRAPPER, *[str(c) for c in cmd]],
+                         cwd=cwd, capture_output=True, text=True,
                          env={**os.environ, **(env or {})})
     wall = time.perf_counter() - start
     if res.returncode != 0:
         raise SystemExit(f"{cmd[:3]} failed:\n{res.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024
+    return wall, int(res.stderr.strip().splitlines()[-1]) / 1024
 
 
 def _snakemake(workdir, config, env=None):
