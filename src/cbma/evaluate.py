@@ -452,21 +452,22 @@ def _squared_distances(active):
     out = np.empty(length, dtype=np.int64)
     v = np.empty(length, dtype=np.int64)
     z = np.empty(length + 1, dtype=np.float64)
-    for i in range(nx):  # then the lower envelopes along the middle axis
-        for j in range(nz):
-            for q in range(ny):
-                line[q] = f[i, q, j]
-            _envelope(line, ny, big, out, v, z)
-            for q in range(ny):
-                f[i, q, j] = out[q]
-    for i in range(ny):  # and the first
-        for j in range(nz):
-            for q in range(nx):
-                line[q] = f[q, i, j]
-            _envelope(line, nx, big, out, v, z)
-            for q in range(nx):
-                f[q, i, j] = out[q]
+    _envelopes_along_middle(f, big, line, out, v, z)  # then along the middle axis
+    _envelopes_along_middle(f.transpose(1, 0, 2), big, line, out, v, z)  # and the first
     return f
+
+
+@numba.njit(cache=True, nogil=True)
+def _envelopes_along_middle(g, big, line, out, v, z):
+    """Replace each line ``g[i, :, j]`` by its lower envelope (:func:`_envelope`), in place."""
+    n = g.shape[1]
+    for i in range(g.shape[0]):
+        for j in range(g.shape[2]):
+            for q in range(n):
+                line[q] = g[i, q, j]
+            _envelope(line, n, big, out, v, z)
+            for q in range(n):
+                g[i, q, j] = out[q]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
