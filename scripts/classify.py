@@ -1,5 +1,9 @@
 """Rule classify: which of two selections a study belongs to, from its sphere map."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 import json
 
 import numpy as np

@@ -1,5 +1,9 @@
 """Rule compare_figure: glass brain of a contrast or conjunction map."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 from cbma import figures, io, space
 from cbma.runner import run
 

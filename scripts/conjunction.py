@@ -1,5 +1,9 @@
 """Rule conjunction: minimum statistic where every analysis is significant on its own."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 import numpy as np
 
 from cbma import atlases, clusters, compare, io, space

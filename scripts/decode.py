@@ -1,5 +1,9 @@
 """Rule decode: Pearson r of each image with every term's association map."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 from pathlib import Path
 
 import pandas as pd

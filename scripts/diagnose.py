@@ -1,5 +1,9 @@
 """Rule diagnose: cluster table, Jackknife, FocusCounter and contribution shares."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 import numpy as np
 import scipy.sparse as sp
 

@@ -1,5 +1,9 @@
 """Rule estimate: MA maps of the selected experiments -> stat, p, z, logp and the null."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 import pandas as pd
 
 from cbma import coordinates, estimators, io, selection, space

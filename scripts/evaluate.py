@@ -1,5 +1,9 @@
 """Rule evaluate: text model against a keyword baseline on held-out studies (Text2Brain Dice)."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 import numpy as np
 
 from cbma import evaluate, figures, io, null, space, term_weights, text, text_model

@@ -1,5 +1,9 @@
 """Rule figures: foci and result figures of one analysis."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 from cbma import figures, io, selection, space
 from cbma.runner import run
 

@@ -1,5 +1,9 @@
 """Rule fwe_correct: gather the Monte Carlo chunks into FWE-corrected maps."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 import json
 
 import numpy as np

@@ -1,5 +1,9 @@
 """Rule fwe_null: one chunk of Monte Carlo iterations of the FWE null."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 import pandas as pd
 
 from cbma import chunks, coordinates, estimators, io, null, selection, space, stats

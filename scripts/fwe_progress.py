@@ -1,5 +1,9 @@
 """Checkpoint fwe_progress: may the Monte Carlo stop after this chunk? (early stopping)"""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 import json
 
 import pandas as pd

@@ -1,5 +1,9 @@
 """Rule ingest: foci files -> the canonical coordinates table (MNI mm), term weights, studies."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 from cbma import coordinates, dataset, io, space, term_weights
 from cbma.runner import run
 

@@ -1,5 +1,9 @@
 """Rule ma_maps: coordinates -> sparse experiments x voxels MA matrix (ALE, MKDA or KDA kernel)."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 import numpy as np
 
 from cbma import estimators, io, space

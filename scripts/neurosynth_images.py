@@ -1,5 +1,9 @@
 """Rule neurosynth_images: an MKDAChi2 result under Neurosynth's classic image names."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 from pathlib import Path
 
 import numpy as np

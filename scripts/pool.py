@@ -1,5 +1,9 @@
 """Rule pool: an analysis' selected experiments -> one experiment per subject group."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 import json
 
 from cbma import io, pooling, provenance, selection

@@ -1,5 +1,9 @@
 """Rule provenance: results/provenance.json, every output traced to the job that made it."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 import json
 from pathlib import Path
 

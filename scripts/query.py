@@ -1,5 +1,9 @@
 """Rule query: a free-text query -> its predicted map, the terms it was read as, a figure."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 import warnings
 
 import pandas as pd

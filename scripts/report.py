@@ -1,5 +1,9 @@
 """Rule report: one self-contained HTML page for the whole run."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 from cbma import report
 from cbma.runner import run
 

@@ -1,5 +1,9 @@
 """Rule select: the experiments of one analysis (and, for mkda_chi2, those it is compared with)."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 import numpy as np
 import pandas as pd
 

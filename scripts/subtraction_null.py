@@ -1,5 +1,9 @@
 """Rule subtraction_null: one chunk of label permutations of an ALE subtraction."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 import numpy as np
 
 from cbma import compare, selection

@@ -1,5 +1,9 @@
 """Rule term_maps: the association map of every term of a dataset, in one pass."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 from cbma import decode, io, term_weights
 from cbma.runner import run
 

@@ -1,5 +1,9 @@
 """Rule text_model: fit the free-text model of a dataset (study titles -> sphere maps)."""
 
+from cbma.job_server import hand_over
+
+hand_over()  # in the job server of a local run, if one is up
+
 from cbma import io, space, term_weights, text, text_model
 from cbma.runner import run
 

@@ -1,6 +1,7 @@
 """Shared helpers: paths, the reference fixtures, and running the workflow in a temp folder."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,12 +21,16 @@ KNOWLEDGE = REPO / "resources" / "data" / "semantic_knowledge_children.txt"
 RELATED = REPO / "resources" / "data" / "semantic_relatedness_children.txt"
 
 
-def smk(workdir, *args, cores=1, check=True):
-    """Run snakemake on the repo's Snakefile in ``workdir`` with ``workdir/config.yaml``."""
+def smk(workdir, *args, cores=1, check=True, env=None):
+    """Run snakemake on the repo's Snakefile in ``workdir`` with ``workdir/config.yaml``.
+
+    ``env``: variables to set for the run, e.g. ``{"CBMA_JOB_SERVER": "off"}``.
+    """
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
            "--directory", str(workdir), "--configfile", str(Path(workdir) / "config.yaml"),
            "--cores", str(cores), *args]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cmd, capture_output=True, text=True,
+                         env={**os.environ, **env} if env else None)
     if check and res.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)}\n{res.stdout}\n{res.stderr}")
     return res

@@ -195,14 +195,15 @@ def test_ingest_modules_by_hand():
     # coordinates, errors, neurosynth, pooling and term_weights; pooling imports coordinates
     # and errors; neurosynth imports coordinates, errors and term_weights; coordinates and
     # term_weights import errors and io; io and space import errors; runner imports
-    # provenance and errors.
+    # provenance and errors; provenance imports job_server, which every script
+    # imports first.
     assert provenance.imported_modules(script=SCRIPTS / "ingest.py") == {
         "cbma", "cbma.coordinates", "cbma.dataset", "cbma.foci_table", "cbma.io",
         "cbma.neurosynth", "cbma.pooling", "cbma.space", "cbma.studyset", "cbma.term_weights",
-        "cbma.errors", "cbma.runner", "cbma.provenance"}
+        "cbma.errors", "cbma.runner", "cbma.provenance", "cbma.job_server"}
     # scripts/provenance.py: import cbma; from cbma import provenance; cbma.runner
     assert provenance.imported_modules(script=SCRIPTS / "provenance.py") == {
-        "cbma", "cbma.provenance", "cbma.runner", "cbma.errors"}
+        "cbma", "cbma.provenance", "cbma.runner", "cbma.errors", "cbma.job_server"}
 
 
 def test_every_rule_fingerprints_its_own_script():

@@ -150,21 +150,33 @@ def test_run_provenance_traces_every_output_to_its_job(default_run):
 
 @pytest.fixture(scope="module")
 def small_runs(tmp_path_factory):
+    """The small config on 1 core, each job in a process of its own, and on 2 cores
+    with the job server (each job a fork of it)."""
     runs = {}
-    for cores in (1, 2):
+    for cores, server in ((1, "off"), (2, None)):
         workdir = tmp_path_factory.mktemp(f"cores{cores}")
         write_config(workdir, small_config())
-        smk(workdir, cores=cores)
+        smk(workdir, cores=cores, env={"CBMA_JOB_SERVER": server} if server else None)
         runs[cores] = workdir
     return runs
 
 
-def test_outputs_are_byte_identical_across_cores(small_runs):
+def served(results):
+    """``{True, False}``: whether the jobs of a run ran in the job server, as their
+    sidecars say."""
+    return {json.loads(p.read_text())["timing"]["job_server"]
+            for p in results.rglob("*.json")
+            if "timing" in json.loads(p.read_text())}
+
+
+def test_outputs_are_byte_identical_across_cores_and_job_server(small_runs):
     one = comparable(small_runs[1] / "results")
     two = comparable(small_runs[2] / "results")
     assert len(one) > 50 and one.keys() == two.keys()
     differing = [k for k in one if one[k] != two[k]]
     assert not differing
+    assert served(small_runs[1] / "results") == {False}
+    assert served(small_runs[2] / "results") == {True}
 
 
 def test_rerun_triggers(small_runs, tmp_path):

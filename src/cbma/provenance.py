@@ -18,6 +18,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from . import job_server
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEPENDENCIES = ["numpy", "scipy", "nibabel", "pandas", "numba", "snakemake"]
 
@@ -304,6 +306,8 @@ def record(rule, inputs, params, started, seed=None, extra=None, outputs=None):
         "seconds": round(finished - started, 3),
         "host": platform.node(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        # run in a fork of the job server of a local run (cbma.job_server)
+        "job_server": job_server.in_job(),
         # the job's peak memory so far (Linux reports kB)
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }

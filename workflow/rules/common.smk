@@ -4,9 +4,10 @@ import math
 import os
 import re
 import sys
+import threading
 from pathlib import Path
 
-from cbma import atlases, estimators, layout, pooling
+from cbma import atlases, estimators, job_server, layout, pooling
 from cbma.chunks import chunk_iterations, n_chunks
 from cbma.config import load_config
 from cbma.errors import CbmaError
@@ -700,3 +701,36 @@ def final_outputs():
         layout.REPORT,
         layout.PROVENANCE,
     ]
+
+
+# Local runs: a job server that has the library imported runs each rule
+# script in a fork of itself (cbma.job_server); cluster jobs run as before.
+_JOB_SERVER = []
+
+
+onstart:
+    if workflow.local_exec and workflow.is_main_process:
+        Path("logs").mkdir(exist_ok=True)
+        _JOB_SERVER.append(job_server.start(log_path="logs/job_server.log"))
+
+
+def end_of_run():
+    """Stop the job server; let Snakemake exit without waiting up to a second.
+
+    Snakemake's scheduler leaves a one-second ``threading.Timer`` (the re-check
+    of its job-rate limit) that the interpreter waits for at exit; the run is
+    over, so it has nothing left to re-check.
+    """
+    for server in _JOB_SERVER:
+        job_server.stop(server)
+    for thread in threading.enumerate():
+        if isinstance(thread, threading.Timer):
+            thread.cancel()
+
+
+onsuccess:
+    end_of_run()
+
+
+onerror:
+    end_of_run()

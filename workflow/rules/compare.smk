@@ -14,6 +14,8 @@ rule subtraction_null:
         layout.benchmark("subtraction_null", "{contrast}", "chunk-{chunk}")
     wildcard_constraints:
         contrast="|".join(SUBTRACTIONS) or "^$",
+    # on the way to the Monte Carlo: first (see rule fwe_null)
+    priority: 1
     conda:
         "../../envs/cbma.yaml"
     params:

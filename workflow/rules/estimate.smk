@@ -17,6 +17,8 @@ rule estimate:
         layout.benchmark("estimate", "{analysis}")
     wildcard_constraints:
         analysis="|".join(FWE_ANALYSES) or "^$",
+    # on the way to the Monte Carlo: first (see rule fwe_null)
+    priority: 1
     conda:
         "../../envs/cbma.yaml"
     params:

@@ -15,6 +15,10 @@ rule fwe_null:
         layout.log("fwe_null", "{analysis}", "chunk-{chunk}"),
     benchmark:
         layout.benchmark("fwe_null", "{analysis}", "chunk-{chunk}")
+    # The Monte Carlo and the jobs on the way to it go first: it is the longest
+    # part of a run, and jobs that nothing waits for yet (atlas_labels, figures)
+    # fill the cores beside it (scheduling only; the outputs are the same)
+    priority: 1
     conda:
         "../../envs/cbma.yaml"
     params:

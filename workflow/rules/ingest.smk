@@ -23,6 +23,8 @@ rule ingest:
         layout.log("ingest", "{dataset}"),
     benchmark:
         layout.benchmark("ingest", "{dataset}")
+    # on the way to the Monte Carlo: first (see rule fwe_null)
+    priority: 1
     conda:
         "../../envs/cbma.yaml"
     params:
@@ -50,6 +52,8 @@ rule select:
         layout.log("select", "{analysis}"),
     benchmark:
         layout.benchmark("select", "{analysis}")
+    # on the way to the Monte Carlo: first (see rule fwe_null)
+    priority: 1
     conda:
         "../../envs/cbma.yaml"
     params:

@@ -12,6 +12,8 @@ rule ma_maps:
         layout.log("ma_maps", "{dataset}", "{kernel}"),
     benchmark:
         layout.benchmark("ma_maps", "{dataset}", "{kernel}")
+    # on the way to the Monte Carlo: first (see rule fwe_null)
+    priority: 1
     conda:
         "../../envs/cbma.yaml"
     params:

@@ -1,0 +1,418 @@
+"""A job server for local runs: rule scripts start without paying for imports.
+
+Each ``script:`` job of a Snakemake run is a fresh Python process, and about
+0.5 s of each job goes to importing numpy, pandas, scipy, nibabel and numba
+before its first line of work: half a minute of the default run's ~50 jobs,
+and most of a small meta-analysis. The job server imports the library once,
+when a local run starts. Each rule script then hands its job to the server
+as its first statement, and the server forks a copy of itself that runs the
+script in the job's working folder, with its environment and its standard
+streams. The server never runs a job itself: each job starts from the
+server's state just after its imports, so nothing passes from one job to the
+next, and the outputs are the bytes a fresh process writes.
+
+The workflow's ``onstart`` hook starts the server for local runs only (a
+cluster job runs in a process of its own on its node), and ``onsuccess`` /
+``onerror`` stop it; it also stops when the Snakemake process that started it
+is gone. A script that cannot hand its job over runs in its own process as
+before: no server (``snakemake --dry-run``, a cluster job, not Linux), a
+server that is gone or refuses (another Python: a ``--sdm conda`` job), or a
+rule with more than one thread (the server's libraries are set up for one).
+Set the environment variable ``CBMA_JOB_SERVER=off`` to run every job in its
+own process.
+
+What differs in a served job: Snakemake's ``benchmark:`` file measures the
+process that handed the job over (its wall time is the job's; its memory and
+CPU columns are not). The job's own peak memory is in the ``timing`` block of
+its outputs' provenance sidecars, with ``"job_server": true``.
+
+This module imports only the standard library, so that handing a job over
+costs milliseconds.
+"""
+
+import json
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+
+#: The environment variable that holds the server's socket path (or ``off``).
+ADDRESS_VARIABLE = "CBMA_JOB_SERVER"
+
+#: What the server imports before it takes jobs: what the rule scripts import.
+PRELOAD = (
+    # what Snakemake's preamble of every script unpickles, then what the first
+    # jobs of a run (ingest, select) import, then the rest
+    "snakemake.iocontainers", "snakemake.io", "snakemake.logging",
+    "numpy", "pandas", "nibabel", "scipy.sparse", "scipy.ndimage", "cbma.runner",
+    "cbma.io", "cbma.space", "cbma.coordinates", "cbma.dataset", "cbma.selection",
+    "cbma.pooling", "cbma.term_weights", "numba", "cbma.estimators", "cbma.null",
+    "cbma.chunks", "cbma.stats", "scipy.stats", "cbma.correct", "cbma.clusters",
+    "cbma.atlases", "cbma.diagnostics", "cbma.compare", "cbma.chi2", "cbma.layout",
+    "matplotlib", "cbma.figures", "nilearn.plotting", "cbma.decode", "cbma.text", "cbma.text_model",
+    "cbma.evaluate", "cbma.classify", "cbma.provenance", "yaml", "jinja2", "cbma.report",
+)
+
+#: Seconds a job waits for the server to take it (it queues while the server imports).
+TAKE_TIMEOUT = 120
+
+# Set in a served job, so that the script's own hand_over() lets it run.
+_IN_JOB = False
+
+
+def in_job():
+    """Whether this process is a job forked by the job server."""
+    return _IN_JOB
+
+
+# ---------------------------------------------------------------- the job's side
+
+def hand_over():
+    """Run the calling rule script in the job server, if one serves this run.
+
+    The first statement of a rule script (a ``script:`` of the workflow),
+    before its imports. When the server takes the job, this ends the process
+    with the job's exit status, once the job is over; otherwise it returns,
+    and the script runs in this process.
+    """
+    if _IN_JOB:
+        return
+    address = os.environ.get(ADDRESS_VARIABLE, "")
+    main = sys.modules.get("__main__")
+    script = getattr(main, "__real_file__", None)  # the file Snakemake runs
+    smk = getattr(main, "snakemake", None)
+    if (address in ("", "off") or script is None or smk is None
+            or getattr(smk, "threads", 1) != 1):
+        return
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(TAKE_TIMEOUT)
+        sock.connect(address)
+        request = json.dumps({"script": script, "cwd": os.getcwd(), "env": dict(os.environ),
+                              "executable": sys.executable}).encode()
+        fds = [fd for fd in (0, 1, 2) if _is_open(fd)]
+        head = struct.pack("!II", len(request), sum(1 << fd for fd in fds))
+        socket.send_fds(sock, [head + request], fds)
+        reader = sock.makefile("r")
+        reply = reader.readline().split()
+    except OSError:
+        sock.close()
+        return  # no server, or it is gone: run here
+    if len(reply) != 2 or reply[0] != "pid":
+        sock.close()
+        return  # refused: run here
+    sock.settimeout(None)
+    child = int(reply[1])
+
+    def forward(signum, frame):
+        try:
+            os.kill(child, signum)
+        except OSError:
+            pass
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, forward)
+    try:
+        status = reader.readline().split()
+    except OSError:
+        status = []
+    if len(status) != 2 or status[0] != "exit":
+        print(f"cbma: the job server stopped during job {child}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    code = int(status[1])
+    if code < 0:
+        print(f"cbma: job {child} ended by signal {-code}", file=sys.stderr, flush=True)
+        code = 1
+    sys.exit(code)
+
+
+def _is_open(fd):
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- the workflow's side
+
+def start(log_path=None):
+    """Start a job server for the jobs of this process; return it (or None).
+
+    Sets :data:`ADDRESS_VARIABLE` in this process's environment, which the
+    jobs inherit. Returns None, and starts nothing, on a platform without
+    ``fork`` and Unix sockets (only Linux is served) or when the variable is
+    ``off``.
+
+    Parameters
+    ----------
+    log_path : str or Path, optional
+        Where the server writes what it has to say (a module it could not
+        import); by default nowhere.
+    """
+    if os.environ.get(ADDRESS_VARIABLE, "") == "off" or not sys.platform.startswith("linux"):
+        return None
+    folder = tempfile.mkdtemp(prefix="cbma-jobs-")  # private: mode 0700
+    address = os.path.join(folder, "socket")
+    # Bound and listening before the first job looks for it: jobs queue on it
+    # while the server starts.
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen(128)
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    env = {k: v for k, v in os.environ.items() if k != ADDRESS_VARIABLE}
+    # Snakemake sets these to a job's threads; the libraries read them at import.
+    env.update(dict.fromkeys(THREAD_VARIABLES, "1"))
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cbma.job_server", str(listener.fileno()), str(os.getpid())],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+            pass_fds=[listener.fileno()])
+    finally:
+        listener.close()
+        if log is not subprocess.DEVNULL:
+            log.close()
+    process.address = address
+    os.environ[ADDRESS_VARIABLE] = address
+    return process
+
+
+#: The thread-count variables Snakemake sets for each job (one thread here).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def stop(process):
+    """Stop a server from :func:`start` and remove its socket."""
+    if process is None:
+        return
+    if os.environ.get(ADDRESS_VARIABLE) == process.address:
+        del os.environ[ADDRESS_VARIABLE]
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    for remove, path in ((os.unlink, process.address),
+                         (os.rmdir, os.path.dirname(process.address))):
+        try:
+            remove(path)
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------- the server
+
+def serve(listener_fd, parent_pid):
+    """Take jobs on the listening Unix socket ``listener_fd`` until process
+    ``parent_pid`` is gone.
+
+    Imports :data:`PRELOAD` one module at a time, taking
+    the jobs that come in between: the first jobs of a run need not wait for
+    all the imports (they do the rest themselves). A module that fails to
+    import is reported on stderr and left to the jobs that need it.
+    """
+    listener = socket.socket(fileno=listener_fd)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    jobs = {}  # pid -> the connection of the job that pid runs
+    signal.signal(signal.SIGTERM, lambda *_: _end(jobs))
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    selector.register(wake_r, selectors.EVENT_READ)
+    to_import = list(PRELOAD)
+    while os.getppid() == parent_pid:
+        for key, _ in selector.select(timeout=0 if to_import else 1.0):
+            if key.fileobj is listener:
+                conn, _ = listener.accept()
+                pid = _take(conn, jobs, (listener, selector, wake_r, wake_w))
+                if pid:
+                    jobs[pid] = conn
+            else:
+                try:
+                    os.read(wake_r, 4096)
+                except BlockingIOError:
+                    pass
+        _reap(jobs)
+        if to_import:
+            _import(to_import.pop(0))
+    _end(jobs)  # Snakemake is gone
+
+
+def _end(jobs):
+    """Stop the jobs still running, and this process, at once.
+
+    Without the interpreter's teardown of numpy, pandas, numba...: the end of
+    a run waits for it.
+    """
+    for pid in jobs:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    os._exit(0)
+
+
+def _import(name):
+    import importlib
+
+    try:
+        importlib.import_module(name)
+    except Exception as exc:  # noqa: BLE001 - the job that needs it will say
+        print(f"cbma job server: cannot import {name}: {exc}", file=sys.stderr, flush=True)
+
+
+def _reap(jobs):
+    """Tell the connection of each job that ended how it ended."""
+    while jobs:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = jobs.pop(pid, None)
+        if conn is not None:
+            try:
+                conn.sendall(f"exit {os.waitstatus_to_exitcode(status)}\n".encode())
+            except OSError:
+                pass
+            conn.close()
+
+
+def _receive(conn):
+    """A job's request and its standard streams, ``(dict, {0: fd, 1: fd, 2: fd})``."""
+    conn.settimeout(10)
+    data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 3)
+    while len(data) < 8:
+        more = conn.recv(8 - len(data))
+        if not more:
+            raise OSError("the job hung up")
+        data += more
+    size, mask = struct.unpack("!II", data[:8])
+    body = data[8:]
+    while len(body) < size:
+        more = conn.recv(size - len(body))
+        if not more:
+            raise OSError("the job hung up")
+        body += more
+    conn.settimeout(None)
+    targets = [fd for fd in (0, 1, 2) if mask & (1 << fd)]
+    if len(targets) != len(fds):
+        for fd in fds:
+            os.close(fd)
+        raise OSError("the streams did not come with the request")
+    return json.loads(body), dict(zip(targets, fds, strict=True))
+
+
+def _take(conn, jobs, server_fds):
+    """Fork a process that runs the job of ``conn``; its pid (None if refused)."""
+    fds = {}
+    try:
+        request, fds = _receive(conn)
+        if request.get("executable") != sys.executable:
+            conn.sendall(b"refused another-python\n")
+            raise OSError("another Python")
+    except (OSError, ValueError):
+        for fd in fds.values():
+            os.close(fd)
+        conn.close()
+        return None
+    pid = os.fork()
+    if pid == 0:  # the job
+        try:
+            listener, selector, wake_r, wake_w = server_fds
+            selector.close()
+            listener.close()
+            os.close(wake_r)
+            os.close(wake_w)
+            for other in jobs.values():
+                other.close()
+            _run_job(conn, request, fds)
+        finally:
+            os._exit(1)
+    for fd in fds.values():
+        os.close(fd)
+    try:
+        conn.sendall(f"pid {pid}\n".encode())
+    except OSError:
+        pass
+    return pid
+
+
+def _run_job(conn, request, fds):
+    """In the forked process: become the job, run its script, exit with its status."""
+    global _IN_JOB
+    _IN_JOB = True
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for target in (0, 1, 2):
+        if target in fds:
+            os.dup2(fds[target], target)
+            os.close(fds[target])
+        else:
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, target)
+            os.close(null)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    tempfile.tempdir = None  # TMPDIR is the job's
+    script = request["script"]
+    sys.argv = [script]
+    sys.path[0] = os.path.dirname(os.path.abspath(script))  # as `python script` has it
+    # The job's process gone (Snakemake cancelled the job): end this one too.
+    threading.Thread(target=_end_with, args=(conn,), daemon=True).start()
+    code = 1
+    try:
+        import runpy
+
+        runpy.run_path(script, run_name="__main__")
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001, S110 - a closed stream must not stop the exit
+                pass
+        try:  # in case the server is gone; it tells too, when it reaps this process
+            conn.sendall(f"exit {code}\n".encode())
+        except OSError:
+            pass
+        os._exit(code)
+
+
+def _end_with(conn):
+    try:
+        while conn.recv(1):
+            pass
+    except OSError:
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+if __name__ == "__main__":
+    # Serve from the module the scripts import, not from __main__, so that a
+    # forked job's hand_over() finds _IN_JOB set.
+    from cbma.job_server import serve as _serve
+
+    _serve(int(sys.argv[1]), int(sys.argv[2]))
