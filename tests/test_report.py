@@ -412,6 +412,24 @@ def test_a_view_labels_the_voxel_it_shows(tmp_path):
         viewer.map_viewer(mask.to_image(np.zeros(mask.n_voxels)))
 
 
+def test_a_view_is_nilearns_own_over_the_template_loaded_once(tmp_path):
+    """The background loaded once per process gives the page nilearn's
+    ``bg_img="MNI152"`` gives, view after view."""
+    from conftest import MASK
+    from nilearn.plotting import view_img
+
+    from cbma import space, viewer
+
+    mask = space.load_mask(MASK)
+    z = _two_sided_map(mask, tmp_path / "z.nii.gz")
+    views = [viewer.map_viewer(mask.to_image(z), title="t") for _ in range(2)]
+    assert viewer.background.cache_info().hits >= 1
+    page = view_img(mask.to_image(z), bg_img="MNI152", title="t", threshold=1e-6,
+                    black_bg=True, symmetric_cmap=True, cmap="RdBu_r", draw_cross=True,
+                    resampling_interpolation="nearest", width_view=900).get_standalone()
+    assert views[0] == views[1] == viewer._parse(page)
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed")
 def test_a_click_on_a_cluster_row_moves_the_view_to_its_peak(tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")

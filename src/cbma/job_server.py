@@ -45,7 +45,9 @@ import traceback
 #: The environment variable that holds the server's socket path (or ``off``).
 ADDRESS_VARIABLE = "CBMA_JOB_SERVER"
 
-#: What the server imports before it takes jobs: what the rule scripts import.
+#: What the server imports, one at a time between the jobs it takes: what the
+#: rule scripts import (``module:function``: import the module and call the
+#: function, which caches what it loads).
 PRELOAD = (
     # what Snakemake's preamble of every script unpickles, then what the first
     # jobs of a run (ingest, select) import, then the rest
@@ -57,6 +59,8 @@ PRELOAD = (
     "cbma.atlases", "cbma.diagnostics", "cbma.compare", "cbma.chi2", "cbma.layout",
     "matplotlib", "cbma.figures", "nilearn.plotting", "cbma.decode", "cbma.text", "cbma.text_model",
     "cbma.evaluate", "cbma.classify", "cbma.provenance", "yaml", "jinja2", "cbma.report",
+    # and what every report job loads the same: the viewers' template
+    "cbma.viewer:background",
 )
 
 #: Seconds a job waits for the server to take it (it queues while the server imports).
@@ -266,8 +270,11 @@ def _end(jobs):
 def _import(name):
     import importlib
 
+    module, _, function = name.partition(":")
     try:
-        importlib.import_module(name)
+        loaded = importlib.import_module(module)
+        if function:
+            getattr(loaded, function)()
     except Exception as exc:  # noqa: BLE001 - the job that needs it will say
         print(f"cbma job server: cannot import {name}: {exc}", file=sys.stderr, flush=True)
 

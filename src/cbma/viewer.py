@@ -18,6 +18,7 @@ voxel whose coordinates are shown, and :attr:`MapViewer.to_voxel` puts it on
 a given point (a cluster's peak).
 """
 
+import functools
 import gc
 import json
 import re
@@ -62,6 +63,18 @@ class MapViewer:
     scripts: tuple
 
 
+@functools.cache
+def background():
+    """The template nilearn's viewers show maps over: ``view_img``'s ``bg_img="MNI152"``.
+
+    nilearn loads it (and resamples it to 2 mm) for each view; a report with
+    several viewers loads it once.
+    """
+    from nilearn.datasets import load_mni152_template
+
+    return load_mni152_template(resolution=2)
+
+
 def map_viewer(img, title=None, peak=None):
     """An interactive viewer of a map, from nilearn's ``view_img``.
 
@@ -99,7 +112,7 @@ def map_viewer(img, title=None, peak=None):
     try:
         with warnings.catch_warnings():  # nilearn warns about masked arrays and empty cuts
             warnings.simplefilter("ignore")
-            view = view_img(img, bg_img="MNI152",
+            view = view_img(img, bg_img=background(),
                             cut_coords=None if peak is None else list(peak), title=title,
                             threshold=1e-6, black_bg=True, symmetric_cmap=two_sided,
                             cmap="RdBu_r" if two_sided else "hot", draw_cross=True,
