@@ -163,6 +163,18 @@ def test_stop_removes_the_socket_and_its_folder():
     assert not os.path.exists(os.path.dirname(address))
 
 
+def test_no_socket_no_server(monkeypatch, tmp_path):
+    """A temporary folder whose path is too long for a Unix socket: the run goes on
+    without a server (each job in its own process)."""
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    monkeypatch.setattr(job_server.tempfile, "tempdir", str(deep))
+    monkeypatch.delenv(job_server.ADDRESS_VARIABLE, raising=False)
+    assert job_server.start() is None
+    assert job_server.ADDRESS_VARIABLE not in os.environ
+    assert list(deep.iterdir()) == []  # its folder removed
+
+
 def test_off_starts_nothing(monkeypatch):
     monkeypatch.setenv(job_server.ADDRESS_VARIABLE, "off")
     assert job_server.start() is None

@@ -151,8 +151,8 @@ def start(log_path=None):
 
     Sets :data:`ADDRESS_VARIABLE` in this process's environment, which the
     jobs inherit. Returns None, and starts nothing, on a platform without
-    ``fork`` and Unix sockets (only Linux is served) or when the variable is
-    ``off``.
+    ``fork`` and Unix sockets (only Linux is served), when the variable is
+    ``off``, or when no socket can be made in the temporary folder.
 
     Parameters
     ----------
@@ -167,8 +167,13 @@ def start(log_path=None):
     # Bound and listening before the first job looks for it: jobs queue on it
     # while the server starts.
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(address)
-    listener.listen(128)
+    try:
+        listener.bind(address)
+        listener.listen(128)
+    except OSError:  # e.g. a TMPDIR too long for a socket's path: no server
+        listener.close()
+        _remove(address)
+        return None
     log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
     env = {k: v for k, v in os.environ.items() if k != ADDRESS_VARIABLE}
     # Snakemake sets these to a job's threads; the libraries read them at import.
@@ -178,6 +183,9 @@ def start(log_path=None):
             [sys.executable, "-m", "cbma.job_server", str(listener.fileno()), str(os.getpid())],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
             pass_fds=[listener.fileno()])
+    except OSError:  # no process to be had: each job in its own process
+        _remove(address)
+        return None
     finally:
         listener.close()
         if log is not subprocess.DEVNULL:
@@ -204,8 +212,12 @@ def stop(process):
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
-    for remove, path in ((os.unlink, process.address),
-                         (os.rmdir, os.path.dirname(process.address))):
+    _remove(process.address)
+
+
+def _remove(address):
+    """Remove a socket and its folder, as far as they exist."""
+    for remove, path in ((os.unlink, address), (os.rmdir, os.path.dirname(address))):
         try:
             remove(path)
         except OSError:
