@@ -164,9 +164,8 @@ def small_runs(tmp_path_factory):
 def served(results):
     """``{True, False}``: whether the jobs of a run ran in the job server, as their
     sidecars say."""
-    return {json.loads(p.read_text())["timing"]["job_server"]
-            for p in results.rglob("*.json")
-            if "timing" in json.loads(p.read_text())}
+    sidecars = (json.loads(p.read_text()) for p in results.rglob("*.json"))
+    return {s["timing"]["job_server"] for s in sidecars if "timing" in s}
 
 
 def test_outputs_are_byte_identical_across_cores_and_job_server(small_runs):

@@ -63,6 +63,10 @@ PRELOAD = (
     "cbma.viewer:background",
 )
 
+#: The thread-count variables Snakemake sets for each job (one thread here).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
 #: Seconds a job waits for the server to take it (it queues while the server imports).
 TAKE_TIMEOUT = 120
 
@@ -194,10 +198,6 @@ def start(log_path=None):
     os.environ[ADDRESS_VARIABLE] = address
     return process
 
-
-#: The thread-count variables Snakemake sets for each job (one thread here).
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                    "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 def stop(process):
