@@ -36,11 +36,22 @@ def test_results_do_not_depend_on_the_kernel_cores(model):
         np.testing.assert_allclose(other[:, 2], runs[0][:, 2], rtol=0, atol=1e-12)
 
 
+def assert_same_null(actual, desired):
+    """The same maxima and cluster sizes; cluster masses to a few units of rounding.
+
+    A cluster's mass is summed in voxel order whatever found it; the CI
+    machine once gave one mass 1 ulp apart between the two first stages (not
+    reproduced elsewhere), so the masses are compared to 1e-14 of their size.
+    """
+    np.testing.assert_array_equal(actual[:, :2], desired[:, :2])
+    np.testing.assert_allclose(actual[:, 2], desired[:, 2], rtol=1e-14, atol=0)
+
+
 def test_results_do_not_depend_on_how_the_first_stage_lists_its_voxels(model):
     """Listing the written voxels as it goes or by a pass over the volume: same numbers."""
     as_it_goes = null.run_iterations(model, 2, "k", range(20), 0.01146, dense=False)
     by_a_pass = null.run_iterations(model, 2, "k", range(20), 0.01146, dense=True)
-    np.testing.assert_array_equal(by_a_pass, as_it_goes)
+    assert_same_null(by_a_pass, as_it_goes)
     assert (as_it_goes[:, 1] > 0).all()  # clusters in every iteration: the mass is compared
 
 
@@ -52,8 +63,7 @@ def test_the_first_stage_passes_over_the_volume_for_large_meta_analyses(model):
         core_min = null.CORE_SHARE * -np.log1p(-threshold) / m.n_experiments
         assert null._dense_first_stage(m, m.core(core_min)[0]) is expected
     runs = null.run_iterations(large, 0, "l", range(3), 0.05)
-    np.testing.assert_array_equal(runs, null.run_iterations(large, 0, "l", range(3), 0.05,
-                                                            dense=False))
+    assert_same_null(runs, null.run_iterations(large, 0, "l", range(3), 0.05, dense=False))
 
 
 @pytest.fixture(scope="module")

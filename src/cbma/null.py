@@ -460,8 +460,10 @@ def _largest_cluster(voxels, n, state, stat, threshold, strides, queue):
 
     ``voxels[:n]`` lists every supra-threshold voxel (padded flat index), each
     marked ``state[v] == 1`` by the caller; a breadth-first search from each
-    unvisited one collects its cluster, summing ``stat - threshold`` in visit
-    order. ``state`` is back to 0 on return. ``queue`` holds at least ``n``.
+    unvisited one collects its cluster, whose ``stat - threshold`` is then
+    summed in voxel order: the mass depends only on the cluster, not on the
+    order the voxels were listed or visited in. ``state`` is back to 0 on
+    return. ``queue`` holds at least ``n``.
 
     Returns
     -------
@@ -478,11 +480,9 @@ def _largest_cluster(voxels, n, state, stat, threshold, strides, queue):
         state[v] = 2
         queue[0] = v
         head, tail = 0, 1
-        mass = 0.0
         while head < tail:
             u = queue[head]
             head += 1
-            mass += stat[u] - threshold
             for d in neighbours:
                 w = u + d
                 if state[w] == 1:
@@ -491,6 +491,10 @@ def _largest_cluster(voxels, n, state, stat, threshold, strides, queue):
                     tail += 1
         if tail > max_size:
             max_size = tail
+        queue[:tail].sort()
+        mass = 0.0
+        for q2 in range(tail):
+            mass += stat[queue[q2]] - threshold
         if mass > max_mass:
             max_mass = mass
     for q in range(n):
@@ -623,9 +627,6 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
                 acc[queue[q]] = 0.0
         for q in range(n_touched):
             approx[touched[q]] = 0.0
-        # clusters searched from their first voxel in voxel order: each cluster's
-        # mass is summed in the same order whichever way stage 1 listed the voxels
-        touched[:n_supra].sort()
         max_size, max_mass = _largest_cluster(touched, n_supra, state, acc, threshold,
                                               strides, queue)
         for q in range(n_supra):
