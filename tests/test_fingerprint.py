@@ -16,6 +16,7 @@ other cbma modules. So:
 Nothing here edits the real src/: the tests work on copies.
 """
 
+import json
 import modulefinder
 import os
 import queue
@@ -438,3 +439,37 @@ def test_editing_a_module_reruns_exactly_the_rules_that_import_it(tmp_path):
              for m in files if found[m] != expected[m]}
     assert wrong == {}
     assert set() in expected.values() and {*scripts} in expected.values()
+
+
+def test_parsed_modules_are_kept_on_disk_by_their_text(tmp_path, monkeypatch):
+    """A second process reads each module's imports and code hash from the cache; a
+    damaged cache is ignored; and the fingerprints are those computed without one."""
+    script = SCRIPTS / "estimate.py"
+
+    def fresh(cache):
+        monkeypatch.setattr(provenance, "PARSE_CACHE", cache)
+        provenance._parse.cache_clear()
+        provenance._disk_cache.cache_clear()
+
+    fresh(tmp_path / "none" / "cache.json")
+    monkeypatch.setattr(provenance, "_save_disk_cache", lambda: None)  # no cache at all
+    plain = provenance.script_fingerprint(script)
+    monkeypatch.undo()
+
+    cache = tmp_path / "pycache" / "cbma-code.json"
+    fresh(cache)
+    assert provenance.script_fingerprint(script) == plain
+    entries = json.loads(cache.read_text())
+    assert len(entries) == len(provenance.imported_modules(script=script)) + 1  # + the script
+
+    fresh(cache)  # as a new process: nothing is parsed
+    monkeypatch.setattr(provenance.ast, "parse", lambda *a, **k: pytest.fail("parsed again"))
+    assert provenance.script_fingerprint(script) == plain
+    monkeypatch.undo()
+
+    fresh(cache)
+    cache.write_text("{not json")
+    assert provenance.script_fingerprint(script) == plain
+    assert json.loads(cache.read_text()) == entries  # written whole again
+    provenance._parse.cache_clear()
+    provenance._disk_cache.cache_clear()

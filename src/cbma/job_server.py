@@ -47,7 +47,7 @@ ADDRESS_VARIABLE = "CBMA_JOB_SERVER"
 
 #: What the server imports, one at a time between the jobs it takes: what the
 #: rule scripts import (``module:function``: import the module and call the
-#: function, which caches what it loads).
+#: function, which caches or loads what the jobs would each load).
 PRELOAD = (
     # what Snakemake's preamble of every script unpickles, then what the first
     # jobs of a run (ingest, select) import, then the rest
@@ -55,9 +55,17 @@ PRELOAD = (
     "numpy", "pandas", "nibabel", "scipy.sparse", "scipy.ndimage", "cbma.runner",
     "cbma.io", "cbma.space", "cbma.coordinates", "cbma.dataset", "cbma.selection",
     "cbma.pooling", "cbma.term_weights", "numba", "cbma.estimators", "cbma.null",
-    "cbma.chunks", "cbma.stats", "scipy.stats", "cbma.correct", "cbma.clusters",
+    # the Monte Carlo loops from numba's cache, once for all chunk jobs
+    "cbma.null:warm_up", "cbma.chunks", "cbma.stats",
+    # The larger imports in steps of at most ~0.2 s: a job that comes during an
+    # import waits for its end (those of the Monte Carlo chain come meanwhile).
+    "scipy.linalg", "scipy.special", "scipy.spatial", "scipy.optimize", "scipy.integrate",
+    "scipy.interpolate", "scipy.stats", "cbma.correct", "cbma.clusters",
     "cbma.atlases", "cbma.diagnostics", "cbma.compare", "cbma.chi2", "cbma.layout",
-    "matplotlib", "cbma.figures", "nilearn.plotting", "cbma.decode", "cbma.text", "cbma.text_model",
+    "matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg", "cbma.figures",
+    "sklearn.base", "matplotlib.pyplot", "scipy.signal", "sklearn.cluster",
+    "sklearn.utils.estimator_checks", "nilearn.image", "nilearn.maskers", "nilearn.datasets",
+    "nilearn.plotting", "cbma.decode", "cbma.text", "cbma.text_model",
     "cbma.evaluate", "cbma.classify", "cbma.provenance", "yaml", "jinja2", "cbma.report",
     # and what every report job loads the same: the viewers' template
     "cbma.viewer:background",
@@ -150,7 +158,7 @@ def _is_open(fd):
 
 # ---------------------------------------------------------------- the workflow's side
 
-def start(log_path=None):
+def start(log_path=None, advertised=True):
     """Start a job server for the jobs of this process; return it (or None).
 
     Sets :data:`ADDRESS_VARIABLE` in this process's environment, which the
@@ -163,6 +171,10 @@ def start(log_path=None):
     log_path : str or Path, optional
         Where the server writes what it has to say (a module it could not
         import); by default nowhere.
+    advertised : bool
+        Set the variable now. If False, the server starts importing, but no
+        job finds it until :func:`advertise` (the workflow starts it while
+        Snakemake builds the DAG, before it knows whether the run is local).
     """
     if os.environ.get(ADDRESS_VARIABLE, "") == "off" or not sys.platform.startswith("linux"):
         return None
@@ -195,8 +207,15 @@ def start(log_path=None):
         if log is not subprocess.DEVNULL:
             log.close()
     process.address = address
-    os.environ[ADDRESS_VARIABLE] = address
+    if advertised:
+        advertise(process)
     return process
+
+
+def advertise(process):
+    """Let the jobs this process starts from now on hand over to ``process`` (:func:`start`)."""
+    if process is not None:
+        os.environ[ADDRESS_VARIABLE] = process.address
 
 
 

@@ -14,6 +14,7 @@ import os
 import platform
 import resource
 import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -43,9 +44,10 @@ def sha256(path, chunk=1 << 20):
 #: a folder stands for all its files). In :func:`code_fingerprint` the data
 #: counts as part of that module's code: a rule whose script imports the
 #: module, directly or not, re-runs when the data changes.
-PACKAGE_DATA = {"cbma.report": ("templates",)}
+PACKAGE_DATA = {"cbma.report": ("templates",), "cbma.atlases": ("data/atlases",)}
 
 
+@functools.cache  # within one search of imports (imported_modules clears it)
 def _module_file(name, package_dir):
     """The file of module ``name`` (dotted, e.g. ``cbma.io``) in ``package_dir``, or None."""
     root, *parts = name.split(".")
@@ -64,12 +66,48 @@ def _is_docstring(node):
             and isinstance(node.value.value, str))
 
 
+#: Where :func:`_parse` keeps its results between processes: keyed on the
+#: sha256 of a module's text (so never stale), per Python (``ast.dump`` may
+#: differ between versions). Snakemake computes every rule's fingerprint each
+#: time it starts; parsing the library's modules took half a second of it.
+PARSE_CACHE = PACKAGE_DIR / "__pycache__" / f"cbma-code.{sys.implementation.cache_tag}.json"
+_PARSE_CACHE_SIZE = 2000  # entries kept; beyond, only those of the latest process
+
+
+@functools.cache
+def _disk_cache():
+    """The entries of :data:`PARSE_CACHE` (empty if absent or unreadable), and those added."""
+    try:
+        entries = json.loads(PARSE_CACHE.read_text())
+    except (OSError, ValueError):
+        entries = {}
+    return entries if isinstance(entries, dict) else {}, {}
+
+
+def _save_disk_cache():
+    """Write the entries this process added to :data:`PARSE_CACHE`, if it can."""
+    known, added = _disk_cache()
+    if not added:
+        return
+    entries = {**known, **added} if len(known) + len(added) <= _PARSE_CACHE_SIZE else added
+    try:
+        PARSE_CACHE.parent.mkdir(exist_ok=True)
+        tmp = PARSE_CACHE.with_name(f"{PARSE_CACHE.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entries))
+        os.replace(tmp, PARSE_CACHE)  # whole, whoever else writes it
+    except OSError:
+        return  # a package folder one cannot write to: parse again next time
+    known.update(added)
+    added.clear()
+
+
 @functools.cache
 def _parse(source, package):
-    """What a module's source imports, and its code with the docstrings stripped.
+    """What a module's source imports, and a hash of its code with the docstrings stripped.
 
-    Cached on the source text, so that a workflow computing the fingerprints of
-    many rules parses each module once.
+    Cached on the source text, in this process and on disk (:data:`PARSE_CACHE`),
+    so that a workflow computing the fingerprints of many rules parses each
+    module once, and only once per edit.
 
     Parameters
     ----------
@@ -86,8 +124,14 @@ def _parse(source, package):
         from a module (``from .io import read_tsv`` gives ``cbma.io`` and
         ``cbma.io.read_tsv``); imports inside functions count too.
     code : str
-        ``ast.dump`` of the module, docstrings and other bare strings removed.
+        The sha256 of the ``ast.dump`` of the module, docstrings and other
+        bare strings removed.
     """
+    key = hashlib.sha256(f"{package}\0{source}".encode()).hexdigest()
+    known, added = _disk_cache()
+    entry = known.get(key) or added.get(key)
+    if isinstance(entry, list) and len(entry) == 2:
+        return frozenset(entry[0]), entry[1]
     tree = ast.parse(source)
     imported = set()
     for node in ast.walk(tree):
@@ -106,7 +150,9 @@ def _parse(source, package):
         for field, value in ast.iter_fields(node):
             if isinstance(value, list) and any(map(_is_docstring, value)):
                 setattr(node, field, [s for s in value if not _is_docstring(s)])
-    return frozenset(imported), ast.dump(tree)
+    code = hashlib.sha256(ast.dump(tree).encode()).hexdigest()
+    added[key] = [sorted(imported), code]
+    return frozenset(imported), code
 
 
 def _read(name, package_dir):
@@ -158,6 +204,7 @@ def imported_modules(*modules, script=None, package_dir=None):
         (with ``script``, the script itself is not one of them).
     """
     package_dir = Path(package_dir or PACKAGE_DIR)
+    _module_file.cache_clear()  # files may have come or gone since the last search
     root = package_dir.name
     todo = [m if m == root or m.startswith(f"{root}.") else f"{root}.{m}" for m in modules]
     for mod in todo:
@@ -224,6 +271,7 @@ def code_fingerprint(*modules, script=None, package_dir=None):
         for data in PACKAGE_DATA.get(mod, ()):
             # a folder's hash is that of its files' names and contents
             digest.update(f"{data}\0{sha256(package_dir / data)}\0".encode())
+    _save_disk_cache()
     return digest.hexdigest()[:16]
 
 

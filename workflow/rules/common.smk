@@ -705,13 +705,22 @@ def final_outputs():
 
 # Local runs: a job server that has the library imported runs each rule
 # script in a fork of itself (cbma.job_server); cluster jobs run as before.
-_JOB_SERVER = []
+# It starts importing while Snakemake builds the DAG (about a second), and the
+# jobs find it once the run starts, if the run is local; otherwise it stops
+# (a cluster run) or ends with this process (a dry run, --lint).
+_JOB_SERVER = [job_server.start(advertised=False)] if workflow.is_main_process else []
+
+
+def stop_job_server():
+    while _JOB_SERVER:
+        job_server.stop(_JOB_SERVER.pop())
 
 
 onstart:
     if workflow.local_exec and workflow.is_main_process:
-        Path("logs").mkdir(exist_ok=True)
-        _JOB_SERVER.append(job_server.start(log_path="logs/job_server.log"))
+        job_server.advertise(_JOB_SERVER[0])
+    else:
+        stop_job_server()
 
 
 def end_of_run():
@@ -721,8 +730,7 @@ def end_of_run():
     of its job-rate limit) that the interpreter waits for at exit; the run is
     over, so it has nothing left to re-check.
     """
-    for server in _JOB_SERVER:
-        job_server.stop(server)
+    stop_job_server()
     for thread in threading.enumerate():
         if isinstance(thread, threading.Timer):
             thread.cancel()
