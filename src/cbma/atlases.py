@@ -43,9 +43,11 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .clusters import Atlas, load_atlas
 from .errors import CbmaError
-from .io import save_nifti, write_tsv
+
+# cbma.clusters and cbma.io (scipy.ndimage, scipy.sparse: 0.3 s) are imported
+# where an atlas is read, made or written: the workflow reads this module's
+# registry while Snakemake builds the DAG.
 
 #: FSL's threshold of its ``maxprob-thr25`` images: the least probability (%) labelled.
 MAXPROB_THRESHOLD = 25
@@ -179,6 +181,8 @@ def load(name, image, labels):
         Regions numbered 1..n in the label table's order (0: none).
     """
     if get(name).bundled:
+        from .clusters import load_atlas
+
         return load_atlas(image, labels)
     return derive(name, image, labels)
 
@@ -230,6 +234,8 @@ def derive(name, image, labels):
         lookup = np.zeros(max(int(values.max()), int(index.max())) + 1, dtype=np.int64)
         lookup[index] = np.arange(1, index.size + 1)
         data = lookup[values]
+    from .clusters import Atlas
+
     return Atlas(data=data.astype(np.int64), affine=np.asarray(img.affine, dtype=float),
                  names=names)
 
@@ -247,6 +253,8 @@ def write_atlas(atlas, image, labels):
     """
     if atlas.data.max(initial=0) > np.iinfo(np.int16).max:
         raise CbmaError(f"atlas with {atlas.data.max()} regions: more than a label image holds")
+    from .io import save_nifti, write_tsv
+
     save_nifti(nib.Nifti1Image(atlas.data.astype(np.int16), atlas.affine), image)
     write_tsv(pd.DataFrame({"index": list(atlas.names), "name": list(atlas.names.values())}),
               labels)
@@ -271,6 +279,8 @@ def load_atlases(names, files):
     files = [str(f) for f in files]
     if len(files) != 2 * len(names):
         raise CbmaError(f"{len(names)} atlases need {2 * len(names)} files, got {len(files)}")
+    from .clusters import load_atlas
+
     return {get(n).column: load_atlas(files[2 * k], files[2 * k + 1])
             for k, n in enumerate(names)}
 
