@@ -170,6 +170,36 @@ def test_a_server_started_unadvertised_serves_only_once_advertised(monkeypatch, 
         job_server.stop(process)
 
 
+@pytest.mark.slow
+def test_past_the_chain_the_server_imports_only_on_a_free_core(tmp_path, monkeypatch):
+    """While as many jobs run as there are cores, the server leaves the modules
+    after the Monte Carlo chain's (:data:`~cbma.job_server.CHAIN`) for later."""
+    monkeypatch.delenv(job_server.ADDRESS_VARIABLE, raising=False)
+    late = job_server.PRELOAD[-2]  # a module of the report
+    probe = write_job(tmp_path, "probe.py", body=textwrap.dedent(f"""
+        print(json.dumps({{m: m in sys.modules for m in ("cbma.stats", "{late}")}}))
+        sys.exit(0)"""))
+    cpus = len(os.sched_getaffinity(0))
+    process = job_server.start(advertised=False)
+    try:
+        sleepers = [subprocess.Popen(
+            [sys.executable, str(write_job(tmp_path, f"sleep{i}.py", body="time.sleep(12)"))],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env={**os.environ, job_server.ADDRESS_VARIABLE: process.address,
+                 "PYTHONPATH": str(REPO / "src")}) for i in range(cpus)]
+        time.sleep(8)  # the chain's modules are in by now; the cores are taken
+        seen = json.loads(run_job(probe, process.address, tmp_path).stdout.splitlines()[-1])
+        assert seen == {"cbma.stats": True, late: False}
+        for sleeper in sleepers:
+            assert sleeper.wait(timeout=60) == 0
+            assert json.loads(sleeper.stdout.readline())["served"]
+        # the cores free, the rest comes in
+        wait_for(lambda: json.loads(run_job(probe, process.address, tmp_path)
+                                    .stdout.splitlines()[-1])[late], seconds=60)
+    finally:
+        job_server.stop(process)
+
+
 def servers_of(pid):
     """The job servers that process ``pid`` started (their command line names it)."""
     found = []

@@ -71,6 +71,10 @@ PRELOAD = (
     "cbma.viewer:background",
 )
 
+#: The first CHAIN of PRELOAD (what the jobs up to the Monte Carlo import) are
+#: imported at once; the rest only while fewer jobs run than there are cores.
+CHAIN = PRELOAD.index("cbma.stats") + 1
+
 #: The thread-count variables Snakemake sets for each job (one thread here).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                     "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
@@ -251,8 +255,11 @@ def serve(listener_fd, parent_pid):
 
     Imports :data:`PRELOAD` one module at a time, taking
     the jobs that come in between: the first jobs of a run need not wait for
-    all the imports (they do the rest themselves). A module that fails to
-    import is reported on stderr and left to the jobs that need it.
+    all the imports (they do the rest themselves). Past the first
+    :data:`CHAIN` modules it imports only while fewer of its jobs run than
+    there are cores, so that its imports do not slow the Monte Carlo chunks.
+    A module that fails to import is reported on stderr and left to the jobs
+    that need it.
     """
     listener = socket.socket(fileno=listener_fd)
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -266,8 +273,13 @@ def serve(listener_fd, parent_pid):
     selector.register(listener, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
     to_import = list(PRELOAD)
+    cpus = len(os.sched_getaffinity(0))
+
+    def may_import():  # past the chain's modules, only on a core no job uses
+        return bool(to_import) and (len(PRELOAD) - len(to_import) < CHAIN or len(jobs) < cpus)
+
     while os.getppid() == parent_pid:
-        for key, _ in selector.select(timeout=0 if to_import else 1.0):
+        for key, _ in selector.select(timeout=0 if may_import() else 1.0):
             if key.fileobj is listener:
                 conn, _ = listener.accept()
                 pid = _take(conn, jobs, (listener, selector, wake_r, wake_w))
@@ -279,7 +291,7 @@ def serve(listener_fd, parent_pid):
                 except BlockingIOError:
                     pass
         _reap(jobs)
-        if to_import:
+        if may_import():
             _import(to_import.pop(0))
     _end(jobs)  # Snakemake is gone
 
