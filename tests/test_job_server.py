@@ -48,9 +48,9 @@ def write_job(folder, name="job.py", threads=1, before="", body="sys.exit(3)"):
     return path
 
 
-def run_job(script, address, cwd, **kwargs):
+def run_job(script, address, cwd, env_extra=None, **kwargs):
     env = {**os.environ, "PROBE": "from the job", job_server.ADDRESS_VARIABLE: address,
-           "PYTHONPATH": str(REPO / "src")}
+           "PYTHONPATH": str(REPO / "src"), **(env_extra or {})}
     return subprocess.run([sys.executable, str(script)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=60, **kwargs)
 
@@ -198,6 +198,36 @@ def test_past_the_chain_the_server_imports_only_on_a_free_core(tmp_path, monkeyp
                                     .stdout.splitlines()[-1])[late], seconds=60)
     finally:
         job_server.stop(process)
+
+
+def test_a_job_hands_over_before_snakemakes_preamble(server, tmp_path):
+    """The line the workflow puts first: the job's threads come from the variables
+    Snakemake sets for it; the fork runs the whole file (FIRST_LINE included)."""
+    early = tmp_path / "early.py"
+    early.write_text(job_server.FIRST_LINE + textwrap.dedent("""
+        import json, os, sys
+        from cbma import job_server
+        print(json.dumps({"served": job_server.in_job(), "pid": os.getpid()}), flush=True)
+        sys.exit(4)
+        """))
+    for threads, served in (("1", True), ("2", False)):
+        res = run_job(early, server.address, tmp_path, env_extra={"OMP_NUM_THREADS": threads})
+        assert res.returncode == 4, res.stderr
+        assert json.loads(res.stdout)["served"] is served
+    # where cbma cannot be imported (a Python of its own), the line does nothing
+    res = subprocess.run([sys.executable, "-S", "-c", job_server.FIRST_LINE + "print('ran')"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout == "ran\n", res.stderr
+
+
+def test_hand_over_first_puts_the_line_before_the_preamble_once():
+    class Script:
+        def get_preamble(self):
+            return "PREAMBLE\n"
+
+    job_server.hand_over_first(Script)
+    job_server.hand_over_first(Script)  # the workflow is parsed again (a cluster job)
+    assert Script().get_preamble() == job_server.FIRST_LINE + "PREAMBLE\n"
 
 
 def servers_of(pid):

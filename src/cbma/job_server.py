@@ -105,10 +105,14 @@ def hand_over():
         return
     address = os.environ.get(ADDRESS_VARIABLE, "")
     main = sys.modules.get("__main__")
-    script = getattr(main, "__real_file__", None)  # the file Snakemake runs
     smk = getattr(main, "snakemake", None)
-    if (address in ("", "off") or script is None or smk is None
-            or getattr(smk, "threads", 1) != 1):
+    if smk is None:  # before Snakemake's preamble (FIRST_LINE): the job's threads from
+        script = getattr(main, "__file__", None)  # the variables Snakemake sets for it
+        threads = os.environ.get("OMP_NUM_THREADS", "1")
+    else:
+        script = getattr(main, "__real_file__", None)  # the file Snakemake runs
+        threads = getattr(smk, "threads", 1)
+    if address in ("", "off") or script is None or str(threads) != "1":
         return
     try:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -150,6 +154,33 @@ def hand_over():
         print(f"cbma: job {child} ended by signal {-code}", file=sys.stderr, flush=True)
         code = 1
     sys.exit(code)
+
+
+#: The line :func:`hand_over_first` puts before Snakemake's preamble: nothing
+#: where cbma cannot be imported (a job with a conda environment of its own).
+FIRST_LINE = ('__import__("importlib.util").util.find_spec("cbma") and '
+              '__import__("cbma.job_server").job_server.hand_over()\n')
+
+
+def hand_over_first(script_class):
+    """Make Python script jobs hand over before Snakemake's preamble, not after it.
+
+    Snakemake starts each ``script:`` job with a preamble that imports parts of
+    Snakemake and unpickles the job's ``snakemake`` object (0.1 s); the
+    workflow calls this with Snakemake's ``PythonScript`` class so that its
+    scripts start with :data:`FIRST_LINE`, and a served job skips those
+    imports (its fork runs the whole file, preamble included). The scripts'
+    own :func:`hand_over` stays: it serves the job where this line could not.
+    """
+    original = getattr(script_class, "get_preamble", None)
+    if original is None or getattr(original, "hands_over_first", False):
+        return
+
+    def get_preamble(self):
+        return FIRST_LINE + original(self)
+
+    get_preamble.hands_over_first = True
+    script_class.get_preamble = get_preamble
 
 
 def _is_open(fd):

@@ -12,6 +12,7 @@ from cbma.chunks import chunk_iterations, n_chunks
 from cbma.config import load_config
 from cbma.errors import CbmaError
 from cbma.provenance import script_fingerprint, sidecar_path
+from snakemake.script import PythonScript
 
 WORKFLOW_DIR = Path(workflow.basedir)
 SCHEMA = WORKFLOW_DIR / "workflow" / "schemas" / "config.schema.yaml"
@@ -709,6 +710,8 @@ def final_outputs():
 # jobs find it once the run starts, if the run is local; otherwise it stops
 # (a cluster run) or ends with this process (a dry run, --lint).
 _JOB_SERVER = [job_server.start(advertised=False)] if workflow.is_main_process else []
+# Each script job hands over before Snakemake's preamble (0.1 s of imports).
+job_server.hand_over_first(PythonScript)
 
 
 def stop_job_server():
