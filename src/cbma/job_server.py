@@ -193,7 +193,7 @@ def _is_open(fd):
 
 # ---------------------------------------------------------------- the workflow's side
 
-def start(log_path=None, advertised=True):
+def start(advertised=True):
     """Start a job server for the jobs of this process; return it (or None).
 
     Sets :data:`ADDRESS_VARIABLE` in this process's environment, which the
@@ -201,11 +201,11 @@ def start(log_path=None, advertised=True):
     ``fork`` and Unix sockets (only Linux is served), when the variable is
     ``off``, or when no socket can be made in the temporary folder.
 
+    The server's own output goes nowhere: a module it cannot import is
+    imported by the job that needs it, which reports any error in its log.
+
     Parameters
     ----------
-    log_path : str or Path, optional
-        Where the server writes what it has to say (a module it could not
-        import); by default nowhere.
     advertised : bool
         Set the variable now. If False, the server starts importing, but no
         job finds it until :func:`advertise` (the workflow starts it while
@@ -225,22 +225,19 @@ def start(log_path=None, advertised=True):
         listener.close()
         _remove(address)
         return None
-    log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115
     env = {k: v for k, v in os.environ.items() if k != ADDRESS_VARIABLE}
     # Snakemake sets these to a job's threads; the libraries read them at import.
     env.update(dict.fromkeys(THREAD_VARIABLES, "1"))
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", "cbma.job_server", str(listener.fileno()), str(os.getpid())],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-            pass_fds=[listener.fileno()])
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, pass_fds=[listener.fileno()])
     except OSError:  # no process to be had: each job in its own process
         _remove(address)
         return None
     finally:
         listener.close()
-        if log is not subprocess.DEVNULL:
-            log.close()
     process.address = address
     if advertised:
         advertise(process)
