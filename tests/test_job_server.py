@@ -328,3 +328,20 @@ def test_every_rule_script_hands_its_job_over_first():
                  if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
         assert ast.unparse(first[0]) == "from cbma.job_server import hand_over", script.name
         assert ast.unparse(first[1]) == "hand_over()", script.name
+
+
+def test_the_workflow_imports_no_heavy_library_while_it_builds_the_dag():
+    """What common.smk imports at parse time leaves pandas, scipy, nibabel and
+    numba to the job server and the jobs: Snakemake waits for every import
+    before it starts the first job."""
+    lines = (REPO / "workflow" / "rules" / "common.smk").read_text().splitlines()
+    modules = sorted({line.split()[1] for line in lines  # its top-level import statements
+                      if line.startswith(("import ", "from "))})
+    assert "cbma" in modules and "cbma.config" in modules
+    probe = (f"import sys\nfor m in {modules!r}: __import__(m)\n"
+             "import cbma.atlases, cbma.estimators, cbma.pooling\n"
+             "print(sorted(m for m in ('pandas', 'scipy', 'nibabel', 'numba') "
+             "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["[]"]

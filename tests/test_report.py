@@ -412,22 +412,33 @@ def test_a_view_labels_the_voxel_it_shows(tmp_path):
         viewer.map_viewer(mask.to_image(np.zeros(mask.n_voxels)))
 
 
-def test_a_view_is_nilearns_own_over_the_template_loaded_once(tmp_path):
-    """The background loaded once per process gives the page nilearn's
-    ``bg_img="MNI152"`` gives, view after view."""
+def test_a_view_is_nilearns_own_over_the_template_loaded_once(tmp_path, monkeypatch):
+    """The background, loaded once per process and kept on disk between
+    processes, gives the page nilearn's ``bg_img="MNI152"`` gives, view after
+    view; a damaged copy on disk is made again."""
     from conftest import MASK
     from nilearn.plotting import view_img
 
     from cbma import space, viewer
 
+    monkeypatch.setattr(viewer, "BACKGROUND_CACHE", tmp_path / "cache" / "bg-{}.npz")
+    viewer.background.cache_clear()
     mask = space.load_mask(MASK)
     z = _two_sided_map(mask, tmp_path / "z.nii.gz")
     views = [viewer.map_viewer(mask.to_image(z), title="t") for _ in range(2)]
     assert viewer.background.cache_info().hits >= 1
+    (kept,) = (tmp_path / "cache").iterdir()
+    viewer.background.cache_clear()  # as in a new process: from the copy on disk
+    views.append(viewer.map_viewer(mask.to_image(z), title="t"))
+    kept.write_bytes(kept.read_bytes()[:100])  # damaged: made again, and kept again
+    viewer.background.cache_clear()
+    views.append(viewer.map_viewer(mask.to_image(z), title="t"))
+    assert kept.stat().st_size > 1000
+    viewer.background.cache_clear()
     page = view_img(mask.to_image(z), bg_img="MNI152", title="t", threshold=1e-6,
                     black_bg=True, symmetric_cmap=True, cmap="RdBu_r", draw_cross=True,
                     resampling_interpolation="nearest", width_view=900).get_standalone()
-    assert views[0] == views[1] == viewer._parse(page)
+    assert views[0] == views[1] == views[2] == views[3] == viewer._parse(page)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed")

@@ -15,15 +15,14 @@ estimator      MA maps       statistic               correction
 ``mkda_chi2``  MKDA spheres  chi-square tests        FDR (:mod:`cbma.chi2`)
 =============  ============  ======================  =========================
 
-The heavy modules (numba-compiled loops) are imported when an estimator is
-used, not when this registry is read, so that building the workflow's job
-graph stays quick.
+The heavy modules (numba-compiled loops, pandas) are imported when an
+estimator is used, not when this registry is read, so that building the
+workflow's job graph stays quick.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from .errors import CbmaError
 
@@ -178,6 +177,8 @@ def experiment_weights(scheme, experiments):
         raise CbmaError(f"unknown weights {scheme!r}; expected one of {', '.join(WEIGHTS)}")
     if scheme == "equal":
         return None
+    import pandas as pd
+
     from .mkda import wager_weights
 
     n = pd.to_numeric(experiments["sample_size"], errors="coerce").to_numpy(dtype=float)
@@ -252,6 +253,8 @@ def ma_maps(family, table, mask, kernel):
         What the kernel was for each experiment (``fwhm``: FWHM in mm per
         experiment, for ALE), to store with the maps.
     """
+    import pandas as pd
+
     from .coordinates import experiments_table
     from .kernels import ale_ma_maps, experiment_fwhms, foci_voxels
 

@@ -32,10 +32,11 @@ choice then does not matter).
 """
 
 import numpy as np
-import pandas as pd
 
-from .coordinates import COLUMNS, experiments_table
 from .errors import CbmaError
+
+# pandas and cbma.coordinates (with scipy: 0.5 s) are imported where a table is
+# pooled: the workflow calls pool_of while Snakemake builds the DAG.
 
 __all__ = ["GROUPS_COLUMNS", "group_column", "group_keys", "pool_experiments", "pool_of",
            "pool_label", "shared_groups"]
@@ -90,6 +91,8 @@ def group_keys(coordinates, pool):
     CbmaError
         If the table has no such column, or an experiment's rows disagree.
     """
+    import pandas as pd
+
     if pool == "study":
         column = "study_id"
     elif isinstance(pool, dict) and "column" in pool:
@@ -127,6 +130,8 @@ def shared_groups(coordinates, pool="study"):
         ``"; "``), groups in first-seen order; empty when every group has one
         experiment.
     """
+    import pandas as pd
+
     keys = group_keys(coordinates, pool)
     counts = keys.groupby(keys, sort=False).size()
     several = counts[counts > 1]
@@ -165,6 +170,10 @@ def pool_experiments(coordinates, pool):
     CbmaError
         If a group key is also the id of an experiment outside that group.
     """
+    import pandas as pd
+
+    from .coordinates import COLUMNS, experiments_table
+
     keys = group_keys(coordinates, pool)
     exps = experiments_table(coordinates).set_index("id")
     sizes = keys.groupby(keys, sort=False).size()

@@ -21,9 +21,13 @@ a given point (a cluster's peak).
 import functools
 import gc
 import json
+import os
 import re
+import tempfile
 import warnings
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -63,16 +67,44 @@ class MapViewer:
     scripts: tuple
 
 
+#: Where :func:`background` keeps the template between processes, one file per
+#: nilearn version (``{}``): a 2 mm copy that nilearn makes from its 1 mm
+#: template each time it is asked, which takes most of a second.
+BACKGROUND_CACHE = Path(__file__).parent / "__pycache__" / "cbma-mni152-2mm.nilearn-{}.npz"
+
+
 @functools.cache
 def background():
     """The template nilearn's viewers show maps over: ``view_img``'s ``bg_img="MNI152"``.
 
     nilearn loads it (and resamples it to 2 mm) for each view; a report with
-    several viewers loads it once.
+    several viewers loads it once, and a process after the first reads it
+    from :data:`BACKGROUND_CACHE` (data, affine and header as nilearn made
+    them; made again if absent or unreadable, and not kept if the folder is
+    read-only).
     """
+    import nibabel as nib
+    import nilearn
+
+    path = Path(str(BACKGROUND_CACHE).format(nilearn.__version__))
+    try:
+        with np.load(path) as saved:
+            header = nib.Nifti1Header(saved["header"].tobytes())
+            return nib.Nifti1Image(saved["data"], saved["affine"], header)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # made again
+        pass
     from nilearn.datasets import load_mni152_template
 
-    return load_mni152_template(resolution=2)
+    img = load_mni152_template(resolution=2)
+    try:  # written whole, then renamed: a process reading it never sees half a file
+        path.parent.mkdir(exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as fh:
+            np.savez(fh, data=np.asanyarray(img.dataobj), affine=img.affine,
+                     header=np.frombuffer(img.header.binaryblock, dtype=np.uint8))
+        os.replace(fh.name, path)
+    except OSError:
+        pass
+    return img
 
 
 def map_viewer(img, title=None, peak=None):

@@ -7,12 +7,23 @@ import sys
 import threading
 from pathlib import Path
 
-from cbma import atlases, estimators, job_server, layout, pooling
+from cbma import job_server
+from snakemake.script import PythonScript
+
+# Local runs: a job server that has the library imported runs each rule
+# script in a fork of itself (cbma.job_server); cluster jobs run as before.
+# It starts importing while Snakemake builds the DAG (about a second), and the
+# jobs find it once the run starts, if the run is local; otherwise it stops
+# (a cluster run) or ends with this process (a dry run, --lint).
+_JOB_SERVER = [job_server.start(advertised=False)] if workflow.is_main_process else []
+# Each script job hands over before Snakemake's preamble (0.1 s of imports).
+job_server.hand_over_first(PythonScript)
+
+from cbma import atlases, estimators, layout, pooling
 from cbma.chunks import chunk_iterations, n_chunks
 from cbma.config import load_config
 from cbma.errors import CbmaError
 from cbma.provenance import script_fingerprint, sidecar_path
-from snakemake.script import PythonScript
 
 WORKFLOW_DIR = Path(workflow.basedir)
 SCHEMA = WORKFLOW_DIR / "workflow" / "schemas" / "config.schema.yaml"
@@ -702,16 +713,6 @@ def final_outputs():
         layout.REPORT,
         layout.PROVENANCE,
     ]
-
-
-# Local runs: a job server that has the library imported runs each rule
-# script in a fork of itself (cbma.job_server); cluster jobs run as before.
-# It starts importing while Snakemake builds the DAG (about a second), and the
-# jobs find it once the run starts, if the run is local; otherwise it stops
-# (a cluster run) or ends with this process (a dry run, --lint).
-_JOB_SERVER = [job_server.start(advertised=False)] if workflow.is_main_process else []
-# Each script job hands over before Snakemake's preamble (0.1 s of imports).
-job_server.hand_over_first(PythonScript)
 
 
 def stop_job_server():
