@@ -47,23 +47,40 @@ def assert_same_null(actual, desired):
     np.testing.assert_allclose(actual[:, 2], desired[:, 2], rtol=1e-14, atol=0)
 
 
-def test_results_do_not_depend_on_how_the_first_stage_lists_its_voxels(model):
-    """Listing the written voxels as it goes or by a pass over the volume: same numbers."""
-    as_it_goes = null.run_iterations(model, 2, "k", range(20), 0.01146, dense=False)
-    by_a_pass = null.run_iterations(model, 2, "k", range(20), 0.01146, dense=True)
-    assert_same_null(by_a_pass, as_it_goes)
-    assert (as_it_goes[:, 1] > 0).all()  # clusters in every iteration: the mass is compared
+def test_the_first_stage_keeps_each_row_from_its_first_to_its_last_mask_voxel():
+    """The first stage's array holds exactly each row's in-mask span, in voxel order."""
+    rng = np.random.default_rng(0)
+    in_mask = (rng.random((6, 5, 12)) < 0.3).astype(np.uint8)
+    in_mask[2, 3] = 0  # a row without mask voxels
+    lo, hi, start, voxel = null._mask_rows(in_mask.ravel(), 12)
+    expected = []
+    for r, row in enumerate(in_mask.reshape(-1, 12)):
+        z = np.flatnonzero(row)
+        if z.size:
+            assert (lo[r], hi[r]) == (z[0], z[-1] + 1)
+            kept = voxel[start[r]:start[r] + hi[r] - lo[r]]
+            np.testing.assert_array_equal(kept, r * 12 + np.arange(lo[r], hi[r]))
+            expected.extend(r * 12 + np.arange(z[0], z[-1] + 1))
+        else:
+            assert lo[r] == hi[r]
+    np.testing.assert_array_equal(voxel, expected)
 
 
-def test_the_first_stage_passes_over_the_volume_for_large_meta_analyses(model):
-    """The choice follows the cores' voxel updates per iteration against the volume's size."""
-    large = null.RandomFociModel(np.full(400, 12), kernels.experiment_fwhms(np.full(400, 20)),
-                                 model.mask)
-    for m, threshold, expected in ((model, 0.01146, False), (large, 0.05, True)):
-        core_min = null.CORE_SHARE * -np.log1p(-threshold) / m.n_experiments
-        assert null._dense_first_stage(m, m.core(core_min)[0]) is expected
-    runs = null.run_iterations(large, 0, "l", range(3), 0.05)
-    assert_same_null(runs, null.run_iterations(large, 0, "l", range(3), 0.05, dense=False))
+def test_a_mask_with_holes_along_its_rows_gives_the_plain_reference(model):
+    """Rows that leave and re-enter the mask, and kernels that spill past it."""
+    data = model.mask.data.copy()
+    data[:, :, 40:50] = False  # a slab across every row
+    data[::3, ::2, :] = False  # and rows that miss the mask
+    holed = space.BrainMask(data, model.mask.affine)
+    sparse = null.RandomFociModel(np.array([4, 3, 5]), np.array([9.0, 11.0, 10.0]), holed)
+    for threshold in (0.005, 0.5):  # clusters; none (the maximum's search)
+        out = null.run_iterations(sparse, 1, "holes", range(6), threshold)
+        for row, c in zip(out, sparse.draw(1, "holes", range(6)), strict=True):
+            ref = null.iteration_reference(sparse, c, threshold)
+            assert row[0] == pytest.approx(ref[0], abs=1e-15)
+            assert row[1] == ref[1]
+            assert row[2] == pytest.approx(ref[2], abs=1e-12)
+        assert (out[:, 1] > 0).all() == (threshold < 0.1)
 
 
 @pytest.fixture(scope="module")

@@ -21,22 +21,23 @@ cluster-forming threshold, or may be the maximum, are then computed exactly
 from every focus's full kernel, in the same order of operations as a plain
 computation. The results are therefore the numbers of the full computation,
 bit for bit; :func:`iteration_reference` is a plain numpy/scipy version of
-one iteration that the tests compare it with.
+one iteration that the tests compare it with. The first stage's sums live
+on the mask's rows only (each row of the volume from its first in-mask
+voxel to its last: a fifth of the padded volume, 0.9 MB for the 2 mm MNI
+mask, which stays in the processor's cache), each core is added as runs of
+consecutive voxels along those rows, and one pass over them, skipping
+blocks with nothing below the bound, lists the voxels for the second stage.
 
 The sphere kernels' loop (:func:`_sphere_iterations`) counts, at every voxel
 a sphere reaches, the experiments (MKDA) or foci (KDA) covering it: the
 statistic is the kernel value times an integer count, exact whatever the
 order of the additions. With experiment weights (MKDA, Wager et al. 2007) it
 sums the weights in experiment order, as the observed statistic is summed,
-so the two agree to the bit. Both loops find clusters with the same breadth-first
-search (:func:`_largest_cluster`; ALE's starts each cluster at its first voxel
-in voxel order). Both touch only the voxels the kernels reach in an iteration,
-except that ALE's first stage, in large meta-analyses whose cores' voxel
-updates outnumber the volume's voxels, finds the voxels it wrote by one pass
-over the volume rather than by listing them as it goes (:data:`DENSE_SHARE`;
-the same numbers either way, a third less time for 500 experiments). Both
-models draw the random foci with the same code, so analyses of the same
-experiments under the same seed and analysis name see the same random datasets.
+so the two agree to the bit. Both loops find clusters with the same
+breadth-first search (:func:`_largest_cluster`; ALE's starts each cluster at
+its first voxel in voxel order). Both models draw the random foci with the
+same code, so analyses of the same experiments under the same seed and
+analysis name see the same random datasets.
 """
 
 import hashlib
@@ -58,10 +59,6 @@ CORE_SHARE = 0.1
 # Cells per widest kernel half-width of the grid that finds the foci near a
 # voxel in the exact stage (a speed setting too).
 CELL_DIVISIONS = 2
-# Stage 1 lists the voxels it writes by one pass over the volume, instead of
-# as it goes, once the cores' voxel updates per iteration are at least this
-# share of the volume's voxels (a speed setting too).
-DENSE_SHARE = 1.0
 
 
 def analysis_key(name):
@@ -408,50 +405,62 @@ def _sum_kernels(it, centres, foci_ptr, exp_kernel, ptr, off, logv, in_mask, lma
 
 
 @numba.njit(cache=True, nogil=True)
-def _sum_cores(centres_it, focus_kernel, core_ptr, core_off, core_log, approx, touched):
-    """approx[v] = sum over all foci of the core's log(1 - kernel) at v (float32).
+def _sum_cores(centres_it, focus_kernel, run_ptr, run_first, run_row, run_z, core_log,
+               row_len, span_lo, span_hi, span_start, approx):
+    """approx = sum over all foci of the core's log(1 - kernel), on the mask's rows (float32).
 
-    Foci go in voxel order, so that neighbouring kernels share cache lines.
-    Voxels outside the mask are summed too (the caller skips them): no test
-    per voxel, and the list of voxels written grows without a branch.
-    Returns the number of voxels written, listed in ``touched``.
+    ``approx`` holds the mask's rows one after the other (a row: the voxels
+    along the volume's last axis, ``row_len`` of them; of each row only the
+    span from its first to its last in-mask voxel, ``span_lo:span_hi``, is
+    kept, from ``span_start``): a fifth of the padded volume, small enough
+    to stay in the processor's cache. Each core is a list of runs, voxels
+    consecutive along a row (:func:`_core_runs`), added as one contiguous
+    block where it meets the row's span; what falls outside the spans is
+    outside the mask, and dropped. Foci go in voxel order, so that
+    neighbouring kernels share cache lines.
     """
     order = np.argsort(centres_it)
-    n_touched = 0
     for q in range(order.size):
         f = order[q]
         c = centres_it[f]
         k = focus_kernel[f]
-        for j in range(core_ptr[k], core_ptr[k + 1]):
-            v = c + core_off[j]
-            a = approx[v]
-            touched[n_touched] = v
-            n_touched += a == 0.0
-            approx[v] = a + core_log[j]
-    return n_touched
+        c_row = c // row_len
+        c_z = c - c_row * row_len
+        for r in range(run_ptr[k], run_ptr[k + 1]):
+            row = c_row + run_row[r]
+            lo = c_z + run_z[r]
+            a = max(lo, span_lo[row])
+            b = min(lo + run_first[r + 1] - run_first[r], span_hi[row])
+            shift = span_start[row] - span_lo[row]  # approx index of voxel z of the row
+            j = run_first[r] - lo  # core_log index of voxel z of the run
+            for z in range(a, b):
+                approx[shift + z] += core_log[j + z]
 
 
 @numba.njit(cache=True, nogil=True)
-def _sum_cores_dense(centres_it, focus_kernel, core_ptr, core_off, core_log, approx, touched):
-    """As :func:`_sum_cores`, for cores that cover much of the volume.
+def _list_below(approx, level, span_voxel, out, out_value):
+    """The voxels whose first-stage sum is below ``level`` (< 0).
 
-    The sums run without listing the voxels written; one pass over the volume
-    then lists them, in voxel order. Cheaper than the running list once the
-    cores' voxel updates outnumber the volume's voxels (large meta-analyses).
+    Lists their padded flat indices in ``out`` and their sums in
+    ``out_value``, in voxel order; returns their number. Blocks of 16 sums
+    whose smallest is not below ``level`` (most of them) are passed over
+    whole.
     """
-    order = np.argsort(centres_it)
-    for q in range(order.size):
-        f = order[q]
-        c = centres_it[f]
-        k = focus_kernel[f]
-        for j in range(core_ptr[k], core_ptr[k + 1]):
-            approx[c + core_off[j]] += core_log[j]
-    n_touched = 0
-    for v in range(approx.size):
-        if approx[v] != 0.0:  # the cores' log(1 - kernel) are all < 0
-            touched[n_touched] = v
-            n_touched += 1
-    return n_touched
+    n = 0
+    block = 16
+    for b0 in range(0, approx.size, block):
+        b1 = min(b0 + block, approx.size)
+        smallest = approx[b0]
+        for i in range(b0 + 1, b1):
+            smallest = min(smallest, approx[i])
+        if smallest >= level:
+            continue
+        for i in range(b0, b1):
+            if approx[i] < level:
+                out[n] = span_voxel[i]
+                out_value[n] = approx[i]
+                n += 1
+    return n
 
 
 @numba.njit(cache=True, nogil=True)
@@ -503,10 +512,10 @@ def _largest_cluster(voxels, n, state, stat, threshold, strides, queue):
 
 
 @numba.njit(cache=True, nogil=True)
-def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, core_gap,
-                k_ptr, k_off, k_log, cube_ptr, cube_half, cube_log, in_mask, strides,
-                threshold, dense, approx, lma, acc, state, exp_list, touched, queue, fijk,
-                out):
+def _iterations(centres, foci_ptr, exp_kernel, run_ptr, run_first, run_row, run_z, core_log,
+                core_gap, span_lo, span_hi, span_start, span_voxel, k_ptr, k_off, k_log,
+                cube_ptr, cube_half, cube_log, in_mask, strides, threshold, approx, lma, acc,
+                state, exp_list, touched, value, queue, fijk, out):
     # Works in log space: an experiment's log(1 - MA) at a voxel is the minimum
     # of its kernels' log(1 - value) there (log1p is monotone, so this equals
     # log1p(-max MA) exactly), and ALE = -expm1(sum over experiments).
@@ -559,24 +568,21 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
         _bin_foci(fijk, cell, dims, cell_start, cell_foci)
         _count_prefix(cell_start, dims, prefix)
         # stage 1
-        if dense:
-            n_touched = _sum_cores_dense(centres[it], focus_kernel, core_ptr, core_off,
-                                         core_log, approx, touched)
-        else:
-            n_touched = _sum_cores(centres[it], focus_kernel, core_ptr, core_off, core_log,
-                                   approx, touched)
+        _sum_cores(centres[it], focus_kernel, run_ptr, run_first, run_row, run_z, core_log,
+                   strides[1], span_lo, span_hi, span_start, approx)
         # stage 2: the voxels that may pass the threshold, computed exactly
         # (float32 rounding of S: a relative 1e-4 is far more than it can be)
+        n_cand = _list_below(approx, skip_level, span_voxel, touched, value)
         min_acc = 0.0
         n_supra = 0
-        for q in range(n_touched):
+        for q in range(n_cand):
             v = touched[q]
-            if approx[v] >= skip_level or not in_mask[v]:
+            if not in_mask[v]:
                 continue
             # only the experiments of the foci near v can add to the band: a
             # tighter bound where they are fewer than all (large meta-analyses)
             near = _foci_near(v, strides, cell, reach, dims, prefix)
-            if near < n_exp and approx[v] * (1 + 1e-4) - (near * core_gap + 1e-12) >= \
+            if near < n_exp and value[q] * (1 + 1e-4) - (near * core_gap + 1e-12) >= \
                     log_threshold:
                 continue
             a = _exact_log(v, fijk, focus_exp, exp_kernel, cube_ptr, cube_half, cube_log,
@@ -589,27 +595,30 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
                     state[v] = 1
                     acc[v] = s
                     touched[n_supra], touched[q] = v, touched[n_supra]
+                    value[n_supra], value[q] = value[q], value[n_supra]
                     n_supra += 1
-        if n_supra == 0 and n_touched > 0:
+        n_touched = 0
+        if n_supra == 0:  # every voxel the cores reach (their sums are all < 0)
+            n_touched = _list_below(approx, np.float32(0.0), span_voxel, touched, value)
+        if n_touched > 0:
             # no cluster: the maximum is the exact minimum of log(1 - ALE) over
             # the voxels whose lower bound is below the exact value of the best
             # stage-1 voxel (and below the threshold's: those were done above)
             best = -1
             for q in range(n_touched):
-                v = touched[q]
-                if in_mask[v] and (best < 0 or approx[v] < approx[touched[best]]):
+                if in_mask[touched[q]] and (best < 0 or value[q] < value[best]):
                     best = q
             a = _exact_log(touched[best], fijk, focus_exp, exp_kernel, cube_ptr, cube_half,
                            cube_log, strides, cell, reach, dims, cell_start, cell_foci, low)
             if a < min_acc:
                 min_acc = a
             for q in range(n_touched):
-                lower = approx[touched[q]] * (1 + 1e-4) - band
+                lower = value[q] * (1 + 1e-4) - band
                 if lower >= min_acc or not in_mask[touched[q]]:
                     continue
                 near = _foci_near(touched[q], strides, cell, reach, dims, prefix)
                 if near < n_exp:  # the bound the loop above used
-                    lower = approx[touched[q]] * (1 + 1e-4) - (near * core_gap + 1e-12)
+                    lower = value[q] * (1 + 1e-4) - (near * core_gap + 1e-12)
                 if lower < min_acc and lower >= log_threshold:
                     a = _exact_log(touched[q], fijk, focus_exp, exp_kernel, cube_ptr,
                                    cube_half, cube_log, strides, cell, reach, dims,
@@ -625,8 +634,7 @@ def _iterations(centres, foci_ptr, exp_kernel, core_ptr, core_off, core_log, cor
                 if acc[queue[q]] < min_acc:
                     min_acc = acc[queue[q]]
                 acc[queue[q]] = 0.0
-        for q in range(n_touched):
-            approx[touched[q]] = 0.0
+        approx[:] = 0.0
         max_size, max_mass = _largest_cluster(touched, n_supra, state, acc, threshold,
                                               strides, queue)
         for q in range(n_supra):
@@ -696,14 +704,66 @@ def _sphere_iterations(centres, foci_ptr, s_off, strides, value, sum_overlap, we
         out[it, 2] = max_mass
 
 
-def _dense_first_stage(model, core_ptr):
-    """Whether the cores' voxel updates per iteration reach DENSE_SHARE of the volume."""
-    updates = np.diff(core_ptr)[np.repeat(model.exp_kernel, np.diff(model.foci_ptr))].sum()
-    return bool(updates >= DENSE_SHARE * np.prod(model.padded_shape))
+def _core_runs(core_ptr, core_off, row_len):
+    """The kernels' cores as runs of voxels consecutive along the volume's rows.
+
+    Parameters
+    ----------
+    core_ptr, core_off : ndarray
+        The cores (:meth:`RandomFociModel.core`), offsets increasing in each.
+    row_len : int
+        Voxels per row of the padded volume (its last dimension).
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(run_ptr, run_first, run_row, run_z)``: kernel ``k``'s runs are
+        ``run_ptr[k]:run_ptr[k + 1]``; run ``r`` is the core voxels
+        ``run_first[r]:run_first[r + 1]`` (``run_first`` ends with their
+        number), and starts ``run_row[r]`` rows and ``run_z[r]`` voxels along
+        the row from the focus.
+    """
+    n_vox = core_off.size
+    starts = np.ones(n_vox, dtype=bool)
+    starts[1:] = np.diff(core_off) != 1
+    starts[core_ptr[:-1][core_ptr[:-1] < n_vox]] = True  # a kernel's first voxel
+    first = np.flatnonzero(starts)
+    # offset = rows * row_len + z with |z| < row_len / 2: the padding is wider
+    # than any kernel, so a run never leaves its row
+    half = row_len // 2
+    run_z = (core_off[first] + half) % row_len - half
+    run_row = (core_off[first] - run_z) // row_len
+    return (np.searchsorted(first, core_ptr).astype(np.int64),
+            np.append(first, n_vox).astype(np.int64), run_row.astype(np.int64),
+            run_z.astype(np.int64))
+
+
+def _mask_rows(in_mask, row_len):
+    """Where the first stage keeps each row of the padded volume: its in-mask span.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(span_lo, span_hi, span_start, span_voxel)``: row ``r`` keeps voxels
+        ``span_lo[r]:span_hi[r]`` along it (from its first in-mask voxel to
+        its last; none if the row misses the mask), at ``span_start[r]`` of
+        the first stage's array, whose element ``i`` is padded voxel
+        ``span_voxel[i]``.
+    """
+    rows = in_mask.reshape(-1, row_len).astype(bool)
+    hit = rows.any(axis=1)
+    span_lo = np.where(hit, rows.argmax(axis=1), 0)
+    span_hi = np.where(hit, row_len - rows[:, ::-1].argmax(axis=1), 0)
+    length = span_hi - span_lo
+    span_start = np.concatenate([[0], np.cumsum(length)[:-1]])
+    span_voxel = (np.repeat(np.arange(rows.shape[0]) * row_len + span_lo - span_start, length)
+                  + np.arange(length.sum()))
+    return (span_lo.astype(np.int64), span_hi.astype(np.int64), span_start.astype(np.int64),
+            span_voxel.astype(np.int64))
 
 
 def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=None,
-                   core_share=None, dense=None):
+                   core_share=None):
     """Monte Carlo null values for the given iteration numbers.
 
     Parameters
@@ -725,10 +785,6 @@ def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=
     core_share : float, optional
         Overrides :data:`CORE_SHARE` (a speed setting of the ALE loop, for
         benchmarks and tests).
-    dense : bool, optional
-        Overrides the choice of the first stage's way of listing the voxels it
-        writes (:data:`DENSE_SHARE`; a speed setting of the ALE loop, for
-        benchmarks and tests).
 
     Returns
     -------
@@ -737,12 +793,14 @@ def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=
         (sum of the statistic minus threshold over the cluster) per iteration.
     """
     if isinstance(model, SphereFociModel):
-        if core_share is not None or dense is not None:
-            raise TypeError("core_share and dense are settings of the ALE loop only")
+        if core_share is not None:
+            raise TypeError("core_share is a setting of the ALE loop only")
         return run_sphere_iterations(model, seed, analysis, iterations, threshold, batch, log)
     iterations = np.asarray(iterations, dtype=np.int64)
     size = int(np.prod(model.padded_shape))
-    approx = np.zeros(size, dtype=np.float32)
+    row_len = int(model.strides[1])
+    span_lo, span_hi, span_start, span_voxel = _mask_rows(model.in_mask, row_len)
+    approx = np.zeros(span_voxel.size, dtype=np.float32)
     lma = np.zeros(size)
     acc = np.zeros(size)
     state = np.zeros(size, dtype=np.uint8)
@@ -752,13 +810,13 @@ def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=
     core_ptr, core_off, core_log = model.core(core_min)
     # an experiment whose core misses a voxel adds at most this to its log(1 - ALE)
     core_gap = float(-np.log1p(-core_min)) * (1 + 1e-9)
-    if dense is None:
-        dense = _dense_first_stage(model, core_ptr)
+    runs = _core_runs(core_ptr, core_off, row_len)
+    core_log32 = core_log.astype(np.float32)
     max_box = int(np.diff(model.k_ptr).max())
     per_exp = int(np.diff(model.foci_ptr).max()) * max_box
     exp_list = np.empty(min(per_exp, size), dtype=np.int64)
-    # (+1: the first stage writes one slot past the voxels it lists)
-    touched = np.empty(min(model.n_foci_total * max_box, size) + 1, dtype=np.int64)
+    touched = np.empty(min(model.n_foci_total * max_box, size), dtype=np.int64)
+    value = np.empty(touched.size, dtype=np.float32)
     queue = np.empty_like(touched)
     fijk = np.empty((model.n_foci_total, 3), dtype=np.int64)
     out = np.empty((iterations.size, 3))
@@ -766,11 +824,11 @@ def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=
     for b0 in range(0, iterations.size, batch):
         its = iterations[b0:b0 + batch]
         centres = model.draw(seed, analysis, its)
-        _iterations(centres, model.foci_ptr, model.exp_kernel, core_ptr, core_off,
-                    core_log.astype(np.float32), core_gap, model.k_ptr, model.k_off,
+        _iterations(centres, model.foci_ptr, model.exp_kernel, *runs, core_log32, core_gap,
+                    span_lo, span_hi, span_start, span_voxel, model.k_ptr, model.k_off,
                     model.k_log, model.cube_ptr, model.cube_half, model.cube_log,
-                    model.in_mask, model.strides, float(threshold), bool(dense), approx, lma,
-                    acc, state, exp_list, touched, queue, fijk, out[b0:b0 + its.size])
+                    model.in_mask, model.strides, float(threshold), approx, lma, acc, state,
+                    exp_list, touched, value, queue, fijk, out[b0:b0 + its.size])
         if log is not None:
             done = b0 + its.size
             rate = done / (time.perf_counter() - start)
