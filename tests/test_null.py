@@ -66,6 +66,25 @@ def test_the_first_stage_keeps_each_row_from_its_first_to_its_last_mask_voxel():
     np.testing.assert_array_equal(voxel, expected)
 
 
+def test_results_do_not_depend_on_the_first_stages_layout(model):
+    """On the mask's rows, run by run, or on the padded volume, voxel by voxel: same numbers."""
+    on_rows = null.run_iterations(model, 2, "k", range(20), 0.01146, dense=False)
+    on_volume = null.run_iterations(model, 2, "k", range(20), 0.01146, dense=True)
+    assert_same_null(on_volume, on_rows)
+    assert (on_rows[:, 1] > 0).all()  # clusters in every iteration: the mass is compared
+
+
+def test_the_first_stage_takes_the_whole_volume_for_large_meta_analyses(model):
+    """The choice follows the cores' voxel updates per iteration against the volume's size."""
+    large = null.RandomFociModel(np.full(400, 12), kernels.experiment_fwhms(np.full(400, 20)),
+                                 model.mask)
+    for m, threshold, expected in ((model, 0.01146, False), (large, 0.05, True)):
+        core_min = null.CORE_SHARE * -np.log1p(-threshold) / m.n_experiments
+        assert null._dense_first_stage(m, m.core(core_min)[0]) is expected
+    runs = null.run_iterations(large, 0, "l", range(3), 0.05)
+    assert_same_null(runs, null.run_iterations(large, 0, "l", range(3), 0.05, dense=False))
+
+
 def test_a_mask_with_holes_along_its_rows_gives_the_plain_reference(model):
     """Rows that leave and re-enter the mask, and kernels that spill past it."""
     data = model.mask.data.copy()
@@ -75,6 +94,8 @@ def test_a_mask_with_holes_along_its_rows_gives_the_plain_reference(model):
     sparse = null.RandomFociModel(np.array([4, 3, 5]), np.array([9.0, 11.0, 10.0]), holed)
     for threshold in (0.005, 0.5):  # clusters; none (the maximum's search)
         out = null.run_iterations(sparse, 1, "holes", range(6), threshold)
+        assert_same_null(null.run_iterations(sparse, 1, "holes", range(6), threshold,
+                                             dense=True), out)
         for row, c in zip(out, sparse.draw(1, "holes", range(6)), strict=True):
             ref = null.iteration_reference(sparse, c, threshold)
             assert row[0] == pytest.approx(ref[0], abs=1e-15)

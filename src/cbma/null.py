@@ -27,6 +27,10 @@ voxel to its last: a fifth of the padded volume, 0.9 MB for the 2 mm MNI
 mask, which stays in the processor's cache), each core is added as runs of
 consecutive voxels along those rows, and one pass over them, skipping
 blocks with nothing below the bound, lists the voxels for the second stage.
+In large meta-analyses, whose cores' voxel updates outnumber the volume's
+voxels, the cost per run outweighs the cache, and the first stage sums on
+the whole padded volume voxel by voxel instead (:data:`DENSE_SHARE`; the
+same numbers either way).
 
 The sphere kernels' loop (:func:`_sphere_iterations`) counts, at every voxel
 a sphere reaches, the experiments (MKDA) or foci (KDA) covering it: the
@@ -56,6 +60,10 @@ NULL_COLUMNS = ["iteration", "max_stat", "max_cluster_size", "max_cluster_mass"]
 # CORE_SHARE * -log(1 - threshold) / n_experiments form a kernel's core. A speed
 # setting (see the module's description); the results do not depend on it.
 CORE_SHARE = 0.1
+# The first stage works on the whole padded volume, voxel by voxel, instead of
+# on the mask's rows run by run, once the cores' voxel updates per iteration
+# are at least this share of the volume's voxels (a speed setting too).
+DENSE_SHARE = 1.0
 # Cells per widest kernel half-width of the grid that finds the foci near a
 # voxel in the exact stage (a speed setting too).
 CELL_DIVISIONS = 2
@@ -405,8 +413,8 @@ def _sum_kernels(it, centres, foci_ptr, exp_kernel, ptr, off, logv, in_mask, lma
 
 
 @numba.njit(cache=True, nogil=True)
-def _sum_cores(centres_it, focus_kernel, run_ptr, run_first, run_row, run_z, core_log,
-               row_len, span_lo, span_hi, span_start, approx):
+def _sum_cores(centres_it, focus_kernel, dense, core_ptr, core_off, run_ptr, run_first,
+               run_row, run_z, core_log, row_len, span_lo, span_hi, span_start, approx):
     """approx = sum over all foci of the core's log(1 - kernel), on the mask's rows (float32).
 
     ``approx`` holds the mask's rows one after the other (a row: the voxels
@@ -418,8 +426,21 @@ def _sum_cores(centres_it, focus_kernel, run_ptr, run_first, run_row, run_z, cor
     block where it meets the row's span; what falls outside the spans is
     outside the mask, and dropped. Foci go in voxel order, so that
     neighbouring kernels share cache lines.
+
+    With ``dense``, ``approx`` is the whole padded volume instead, and each
+    core is added voxel by voxel (``core_ptr``, ``core_off``): cheaper once
+    the cores' voxel updates outnumber the volume's voxels (large
+    meta-analyses), where the cost per run outweighs the cache.
     """
     order = np.argsort(centres_it)
+    if dense:
+        for q in range(order.size):
+            f = order[q]
+            c = centres_it[f]
+            k = focus_kernel[f]
+            for j in range(core_ptr[k], core_ptr[k + 1]):
+                approx[c + core_off[j]] += core_log[j]
+        return
     for q in range(order.size):
         f = order[q]
         c = centres_it[f]
@@ -438,13 +459,13 @@ def _sum_cores(centres_it, focus_kernel, run_ptr, run_first, run_row, run_z, cor
 
 
 @numba.njit(cache=True, nogil=True)
-def _list_below(approx, level, span_voxel, out, out_value):
+def _list_below(approx, level, dense, span_voxel, out, out_value):
     """The voxels whose first-stage sum is below ``level`` (< 0).
 
     Lists their padded flat indices in ``out`` and their sums in
     ``out_value``, in voxel order; returns their number. Blocks of 16 sums
     whose smallest is not below ``level`` (most of them) are passed over
-    whole.
+    whole. ``dense``: ``approx`` is the padded volume (:func:`_sum_cores`).
     """
     n = 0
     block = 16
@@ -457,7 +478,7 @@ def _list_below(approx, level, span_voxel, out, out_value):
             continue
         for i in range(b0, b1):
             if approx[i] < level:
-                out[n] = span_voxel[i]
+                out[n] = i if dense else span_voxel[i]
                 out_value[n] = approx[i]
                 n += 1
     return n
@@ -512,10 +533,10 @@ def _largest_cluster(voxels, n, state, stat, threshold, strides, queue):
 
 
 @numba.njit(cache=True, nogil=True)
-def _iterations(centres, foci_ptr, exp_kernel, run_ptr, run_first, run_row, run_z, core_log,
-                core_gap, span_lo, span_hi, span_start, span_voxel, k_ptr, k_off, k_log,
-                cube_ptr, cube_half, cube_log, in_mask, strides, threshold, approx, lma, acc,
-                state, exp_list, touched, value, queue, fijk, out):
+def _iterations(centres, foci_ptr, exp_kernel, dense, core_ptr, core_off, run_ptr, run_first,
+                run_row, run_z, core_log, core_gap, span_lo, span_hi, span_start, span_voxel,
+                k_ptr, k_off, k_log, cube_ptr, cube_half, cube_log, in_mask, strides,
+                threshold, approx, lma, acc, state, exp_list, touched, value, queue, fijk, out):
     # Works in log space: an experiment's log(1 - MA) at a voxel is the minimum
     # of its kernels' log(1 - value) there (log1p is monotone, so this equals
     # log1p(-max MA) exactly), and ALE = -expm1(sum over experiments).
@@ -568,11 +589,11 @@ def _iterations(centres, foci_ptr, exp_kernel, run_ptr, run_first, run_row, run_
         _bin_foci(fijk, cell, dims, cell_start, cell_foci)
         _count_prefix(cell_start, dims, prefix)
         # stage 1
-        _sum_cores(centres[it], focus_kernel, run_ptr, run_first, run_row, run_z, core_log,
-                   strides[1], span_lo, span_hi, span_start, approx)
+        _sum_cores(centres[it], focus_kernel, dense, core_ptr, core_off, run_ptr, run_first,
+                   run_row, run_z, core_log, strides[1], span_lo, span_hi, span_start, approx)
         # stage 2: the voxels that may pass the threshold, computed exactly
         # (float32 rounding of S: a relative 1e-4 is far more than it can be)
-        n_cand = _list_below(approx, skip_level, span_voxel, touched, value)
+        n_cand = _list_below(approx, skip_level, dense, span_voxel, touched, value)
         min_acc = 0.0
         n_supra = 0
         for q in range(n_cand):
@@ -599,7 +620,7 @@ def _iterations(centres, foci_ptr, exp_kernel, run_ptr, run_first, run_row, run_
                     n_supra += 1
         n_touched = 0
         if n_supra == 0:  # every voxel the cores reach (their sums are all < 0)
-            n_touched = _list_below(approx, np.float32(0.0), span_voxel, touched, value)
+            n_touched = _list_below(approx, np.float32(0.0), dense, span_voxel, touched, value)
         if n_touched > 0:
             # no cluster: the maximum is the exact minimum of log(1 - ALE) over
             # the voxels whose lower bound is below the exact value of the best
@@ -762,8 +783,14 @@ def _mask_rows(in_mask, row_len):
             span_voxel.astype(np.int64))
 
 
+def _dense_first_stage(model, core_ptr):
+    """Whether the cores' voxel updates per iteration reach DENSE_SHARE of the volume."""
+    updates = np.diff(core_ptr)[np.repeat(model.exp_kernel, np.diff(model.foci_ptr))].sum()
+    return bool(updates >= DENSE_SHARE * np.prod(model.padded_shape))
+
+
 def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=None,
-                   core_share=None):
+                   core_share=None, dense=None):
     """Monte Carlo null values for the given iteration numbers.
 
     Parameters
@@ -785,6 +812,9 @@ def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=
     core_share : float, optional
         Overrides :data:`CORE_SHARE` (a speed setting of the ALE loop, for
         benchmarks and tests).
+    dense : bool, optional
+        Overrides the choice of the first stage's layout (:data:`DENSE_SHARE`;
+        a speed setting of the ALE loop, for benchmarks and tests).
 
     Returns
     -------
@@ -793,14 +823,13 @@ def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=
         (sum of the statistic minus threshold over the cluster) per iteration.
     """
     if isinstance(model, SphereFociModel):
-        if core_share is not None:
-            raise TypeError("core_share is a setting of the ALE loop only")
+        if core_share is not None or dense is not None:
+            raise TypeError("core_share and dense are settings of the ALE loop only")
         return run_sphere_iterations(model, seed, analysis, iterations, threshold, batch, log)
     iterations = np.asarray(iterations, dtype=np.int64)
     size = int(np.prod(model.padded_shape))
     row_len = int(model.strides[1])
     span_lo, span_hi, span_start, span_voxel = _mask_rows(model.in_mask, row_len)
-    approx = np.zeros(span_voxel.size, dtype=np.float32)
     lma = np.zeros(size)
     acc = np.zeros(size)
     state = np.zeros(size, dtype=np.uint8)
@@ -812,6 +841,9 @@ def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=
     core_gap = float(-np.log1p(-core_min)) * (1 + 1e-9)
     runs = _core_runs(core_ptr, core_off, row_len)
     core_log32 = core_log.astype(np.float32)
+    if dense is None:
+        dense = _dense_first_stage(model, core_ptr)
+    approx = np.zeros(size if dense else span_voxel.size, dtype=np.float32)
     max_box = int(np.diff(model.k_ptr).max())
     per_exp = int(np.diff(model.foci_ptr).max()) * max_box
     exp_list = np.empty(min(per_exp, size), dtype=np.int64)
@@ -824,11 +856,12 @@ def run_iterations(model, seed, analysis, iterations, threshold, batch=100, log=
     for b0 in range(0, iterations.size, batch):
         its = iterations[b0:b0 + batch]
         centres = model.draw(seed, analysis, its)
-        _iterations(centres, model.foci_ptr, model.exp_kernel, *runs, core_log32, core_gap,
-                    span_lo, span_hi, span_start, span_voxel, model.k_ptr, model.k_off,
-                    model.k_log, model.cube_ptr, model.cube_half, model.cube_log,
-                    model.in_mask, model.strides, float(threshold), approx, lma, acc, state,
-                    exp_list, touched, value, queue, fijk, out[b0:b0 + its.size])
+        _iterations(centres, model.foci_ptr, model.exp_kernel, bool(dense), core_ptr, core_off,
+                    *runs, core_log32, core_gap, span_lo, span_hi, span_start, span_voxel,
+                    model.k_ptr, model.k_off, model.k_log, model.cube_ptr, model.cube_half,
+                    model.cube_log, model.in_mask, model.strides, float(threshold), approx,
+                    lma, acc, state, exp_list, touched, value, queue, fijk,
+                    out[b0:b0 + its.size])
         if log is not None:
             done = b0 + its.size
             rate = done / (time.perf_counter() - start)
