@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import traceback
 
 #: The environment variable that holds the server's socket path (or ``off``).
@@ -55,8 +56,8 @@ PRELOAD = (
     "numpy", "pandas", "nibabel", "scipy.sparse", "scipy.ndimage", "cbma.runner",
     "cbma.io", "cbma.space", "cbma.coordinates", "cbma.dataset", "cbma.selection",
     "cbma.pooling", "cbma.term_weights", "numba", "cbma.estimators", "cbma.null",
-    # the Monte Carlo loops from numba's cache, once for all chunk jobs
-    "cbma.null:warm_up", "cbma.chunks", "cbma.stats",
+    # the compiled loops of those jobs from numba's cache, once for all of them
+    "cbma.compiled:load_chain", "cbma.chunks", "cbma.stats",
     # The larger imports in steps of at most ~0.2 s: a job that comes during an
     # import waits for its end (those of the Monte Carlo chain come meanwhile).
     "scipy.linalg", "scipy.special", "scipy.spatial", "scipy.optimize", "scipy.integrate",
@@ -66,7 +67,8 @@ PRELOAD = (
     "sklearn.base", "matplotlib.pyplot", "scipy.signal", "sklearn.cluster",
     "sklearn.utils.estimator_checks", "nilearn.image", "nilearn.maskers", "nilearn.datasets",
     "nilearn.plotting", "cbma.decode", "cbma.text", "cbma.text_model",
-    "cbma.evaluate", "cbma.classify", "cbma.provenance", "yaml", "jinja2", "cbma.report",
+    "cbma.evaluate", "cbma.compiled:load_rest", "cbma.classify", "cbma.provenance", "yaml",
+    "jinja2", "cbma.report",
     # and what every report job loads the same: the viewers' template
     "cbma.viewer:background",
 )
@@ -81,6 +83,12 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS
 
 #: Seconds a job waits for the server to take it (it queues while the server imports).
 TAKE_TIMEOUT = 120
+
+#: Seconds without imports (past :data:`CHAIN`) after a job ends, or until
+#: the next job comes: the jobs that waited for the one that ended come within
+#: about a tenth of a second, and would otherwise wait for the end of an
+#: import begun meanwhile (up to 0.4 s).
+HOLD_AFTER_JOB = 0.25
 
 # Set in a served job, so that the script's own hand_over() lets it run.
 _IN_JOB = False
@@ -285,9 +293,10 @@ def serve(listener_fd, parent_pid):
     the jobs that come in between: the first jobs of a run need not wait for
     all the imports (they do the rest themselves). Past the first
     :data:`CHAIN` modules it imports only while fewer of its jobs run than
-    there are cores, so that its imports do not slow the Monte Carlo chunks.
-    A module that fails to import is reported on stderr and left to the jobs
-    that need it.
+    there are cores, so that its imports do not slow the Monte Carlo chunks,
+    and not just after a job ended (:data:`HOLD_AFTER_JOB`), when the next
+    is likely to come; it takes every job waiting before it imports. A module that
+    fails to import is reported on stderr and left to the jobs that need it.
     """
     listener = socket.socket(fileno=listener_fd)
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -303,23 +312,38 @@ def serve(listener_fd, parent_pid):
     to_import = list(PRELOAD)
     cpus = len(os.sched_getaffinity(0))
 
-    def may_import():  # past the chain's modules, only on a core no job uses
-        return bool(to_import) and (len(PRELOAD) - len(to_import) < CHAIN or len(jobs) < cpus)
+    def in_chain():
+        return len(PRELOAD) - len(to_import) < CHAIN
 
+    def may_import():  # past the chain's modules, only on a core no job uses
+        return bool(to_import) and (in_chain() or len(jobs) < cpus)
+
+    hold_until = 0.0  # past the chain's modules: no import while a job is likely to come
     while os.getppid() == parent_pid:
-        for key, _ in selector.select(timeout=0 if may_import() else 1.0):
-            if key.fileobj is listener:
-                conn, _ = listener.accept()
-                pid = _take(conn, jobs, (listener, selector, wake_r, wake_w))
-                if pid:
-                    jobs[pid] = conn
-            else:
-                try:
-                    os.read(wake_r, 4096)
-                except BlockingIOError:
-                    pass
-        _reap(jobs)
-        if may_import():
+        if not may_import():
+            wait = 1.0
+        else:
+            wait = 0.0 if in_chain() else max(hold_until - time.monotonic(), 0.0)
+        while True:  # every job waiting, before the next import
+            events = selector.select(timeout=wait)
+            for key, _ in events:
+                if key.fileobj is listener:
+                    conn, _ = listener.accept()
+                    pid = _take(conn, jobs, (listener, selector, wake_r, wake_w))
+                    if pid:
+                        jobs[pid] = conn
+                        hold_until = 0.0  # the job that was likely to come
+                else:
+                    try:
+                        os.read(wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+            if not any(key.fileobj is listener for key, _ in events):
+                break
+            wait = 0
+        if _reap(jobs):  # the next job of the DAG usually comes within a tenth of a second
+            hold_until = time.monotonic() + HOLD_AFTER_JOB
+        if may_import() and (in_chain() or time.monotonic() >= hold_until):
             _import(to_import.pop(0))
     _end(jobs)  # Snakemake is gone
 
@@ -351,14 +375,16 @@ def _import(name):
 
 
 def _reap(jobs):
-    """Tell the connection of each job that ended how it ended."""
+    """Tell the connection of each job that ended how it ended; return how many ended."""
+    ended = 0
     while jobs:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            break
         if pid == 0:
-            return
+            break
+        ended += 1
         conn = jobs.pop(pid, None)
         if conn is not None:
             try:
@@ -366,6 +392,7 @@ def _reap(jobs):
             except OSError:
                 pass
             conn.close()
+    return ended
 
 
 def _receive(conn):

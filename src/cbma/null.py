@@ -994,32 +994,3 @@ def iteration_reference(model, centres, threshold):
         rows.append(vol[model.candidates])
     stat = ale_stat(sp.csr_matrix(np.array(rows)))
     return _reference_summary(stat, model.mask, threshold)
-
-
-def _in_cache(dispatcher):
-    """Whether numba's disk cache holds compiled code of ``dispatcher`` for its current source."""
-    try:
-        return bool(dispatcher._cache._cache_file._load_index())
-    except Exception:  # noqa: BLE001 - numba's internals differ: say no
-        return False
-
-
-def warm_up():
-    """Load the compiled Monte Carlo loops (ALE, MKDA/KDA) from numba's disk cache.
-
-    The job server calls this once, so that the chunk jobs it forks start with
-    the loops loaded (about half a second each otherwise). One iteration on a
-    small cube of voxels calls them with the argument types of a real run.
-    Nothing happens while the cache does not hold them yet (the first run of
-    a fresh install): compiling here would hold up every job that waits for
-    the server, and the chunk jobs compile them side by side instead.
-    """
-    if not (_in_cache(_iterations) and _in_cache(_sphere_iterations)):
-        return
-    from .space import BrainMask
-
-    mask = BrainMask(data=np.ones((12, 12, 12), dtype=bool), affine=np.diag([2.0, 2.0, 2.0, 1.0]))
-    ale = RandomFociModel(np.array([2, 1]), np.array([10.0, 12.0]), mask)
-    run_iterations(ale, 0, "warm-up", range(1), 0.01)
-    spheres = SphereFociModel(np.array([2, 1]), np.array([[0, 0, 0], [1, 0, 0]]), mask)
-    run_iterations(spheres, 0, "warm-up", range(1), 0.5)
