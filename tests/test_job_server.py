@@ -230,6 +230,33 @@ def test_hand_over_first_puts_the_line_before_the_preamble_once():
     assert Script().get_preamble() == job_server.FIRST_LINE + "PREAMBLE\n"
 
 
+def test_the_preamble_announces_jobs_that_will_hand_over(server, tmp_path, monkeypatch):
+    """Making a one-thread job's preamble tells the server a job is coming; the
+    announcement is not a job, and the jobs after it are served as before."""
+    calls = []
+    monkeypatch.setattr(job_server, "announce", lambda: calls.append(1))
+
+    class Script:
+        def __init__(self, threads, conda_env=None):
+            self.threads, self.conda_env = threads, conda_env
+
+        def get_preamble(self):
+            return "PREAMBLE\n"
+
+    job_server.hand_over_first(Script)
+    for script in (Script(1), Script(4), Script(1, conda_env="env.yaml")):
+        assert script.get_preamble() == job_server.FIRST_LINE + "PREAMBLE\n"
+    assert calls == [1]  # a job on more threads, or in an environment of its own, does not come
+    monkeypatch.undo()
+    monkeypatch.setenv(job_server.ADDRESS_VARIABLE, server.address)
+    for _ in range(3):
+        job_server.announce()
+    done = run_job(write_job(tmp_path), server.address, tmp_path)
+    assert done.returncode == 3 and json.loads(done.stdout.splitlines()[0])["served"]
+    monkeypatch.delenv(job_server.ADDRESS_VARIABLE)
+    job_server.announce()  # no server: nothing
+
+
 def servers_of(pid):
     """The job servers that process ``pid`` started (their command line names it)."""
     found = []

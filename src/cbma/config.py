@@ -80,6 +80,10 @@ def _check_duplicate_keys(path, node, where, visited):
 
 
 
+#: PyYAML's safe loader, in C where PyYAML was built with libyaml (the same documents).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_config(config, schema_path, config_files=()):
     """Check a run's config and return it complete, every default filled.
 
@@ -121,8 +125,8 @@ def load_config(config, schema_path, config_files=()):
             load_yaml_strict(Path(path).absolute())
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
             pass
-    with open(schema_path, encoding="utf-8") as fh:
-        schema = yaml.safe_load(fh)
+    with open(schema_path, encoding="utf-8") as fh:  # libyaml's parser where installed:
+        schema = yaml.load(fh, Loader=_SAFE_LOADER)  # 0.2 s -> 0.02 s for the schema
     config = copy.deepcopy(config)
     _validate(config, schema)
     _check_names(config)

@@ -84,11 +84,15 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "GOTO_NUM_THREADS", "OPENBLAS_NUM_THREADS
 #: Seconds a job waits for the server to take it (it queues while the server imports).
 TAKE_TIMEOUT = 120
 
-#: Seconds without imports (past :data:`CHAIN`) after a job ends, or until
-#: the next job comes: the jobs that waited for the one that ended come within
-#: about a tenth of a second, and would otherwise wait for the end of an
-#: import begun meanwhile (up to 0.4 s).
-HOLD_AFTER_JOB = 0.25
+#: Seconds without imports (past :data:`CHAIN`) after a job ends: Snakemake
+#: announces the jobs that waited for it within a few hundredths (:func:`announce`).
+HOLD_AFTER_JOB = 0.1
+#: Seconds at most without imports while announced jobs have not come; they
+#: come within about a tenth of a second, and would otherwise wait for the
+#: end of an import begun meanwhile (up to 0.4 s).
+ANNOUNCED_WAIT = 0.5
+
+_ANNOUNCEMENT = -1  # what _take returns for an announcement
 
 # Set in a served job, so that the script's own hand_over() lets it run.
 _IN_JOB = False
@@ -179,16 +183,41 @@ def hand_over_first(script_class):
     scripts start with :data:`FIRST_LINE`, and a served job skips those
     imports (its fork runs the whole file, preamble included). The scripts'
     own :func:`hand_over` stays: it serves the job where this line could not.
+    Snakemake makes the preamble as it starts a job, in its own process: the
+    server then hears that the job is coming (:func:`announce`).
     """
     original = getattr(script_class, "get_preamble", None)
     if original is None or getattr(original, "hands_over_first", False):
         return
 
     def get_preamble(self):
+        if (str(getattr(self, "threads", 1)) == "1" and not getattr(self, "conda_env", None)
+                and not getattr(self, "container_img", None)):
+            announce()  # the job will hand over: the server waits for it
         return FIRST_LINE + original(self)
 
     get_preamble.hands_over_first = True
     script_class.get_preamble = get_preamble
+
+
+def announce():
+    """Tell the job server of this process's run that a job is about to hand over.
+
+    The server then starts no import until the job comes (or
+    :data:`ANNOUNCED_WAIT` seconds pass): the job would wait for its end. Does
+    nothing without a server.
+    """
+    address = os.environ.get(ADDRESS_VARIABLE, "")
+    if address in ("", "off"):
+        return
+    request = json.dumps({"announce": 1}).encode()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1)
+            sock.connect(address)
+            sock.sendall(struct.pack("!II", len(request), 0) + request)
+    except OSError:
+        pass
 
 
 def _is_open(fd):
@@ -294,8 +323,9 @@ def serve(listener_fd, parent_pid):
     all the imports (they do the rest themselves). Past the first
     :data:`CHAIN` modules it imports only while fewer of its jobs run than
     there are cores, so that its imports do not slow the Monte Carlo chunks,
-    and not just after a job ended (:data:`HOLD_AFTER_JOB`), when the next
-    is likely to come; it takes every job waiting before it imports. A module that
+    and not while a job is about to come: just after a job ended
+    (:data:`HOLD_AFTER_JOB`), and once Snakemake announced one
+    (:data:`ANNOUNCED_WAIT`); it takes every job waiting before it imports. A module that
     fails to import is reported on stderr and left to the jobs that need it.
     """
     listener = socket.socket(fileno=listener_fd)
@@ -319,6 +349,7 @@ def serve(listener_fd, parent_pid):
         return bool(to_import) and (in_chain() or len(jobs) < cpus)
 
     hold_until = 0.0  # past the chain's modules: no import while a job is likely to come
+    announced = 0  # jobs announced that have not come yet
     while os.getppid() == parent_pid:
         if not may_import():
             wait = 1.0
@@ -330,9 +361,14 @@ def serve(listener_fd, parent_pid):
                 if key.fileobj is listener:
                     conn, _ = listener.accept()
                     pid = _take(conn, jobs, (listener, selector, wake_r, wake_w))
-                    if pid:
+                    if pid == _ANNOUNCEMENT:
+                        announced += 1
+                        hold_until = time.monotonic() + ANNOUNCED_WAIT
+                    elif pid:
                         jobs[pid] = conn
-                        hold_until = 0.0  # the job that was likely to come
+                        announced = max(announced - 1, 0)
+                        if not announced:
+                            hold_until = 0.0
                 else:
                     try:
                         os.read(wake_r, 4096)
@@ -341,8 +377,8 @@ def serve(listener_fd, parent_pid):
             if not any(key.fileobj is listener for key, _ in events):
                 break
             wait = 0
-        if _reap(jobs):  # the next job of the DAG usually comes within a tenth of a second
-            hold_until = time.monotonic() + HOLD_AFTER_JOB
+        if _reap(jobs):  # the jobs that waited for it are announced within a few hundredths
+            hold_until = max(hold_until, time.monotonic() + HOLD_AFTER_JOB)
         if may_import() and (in_chain() or time.monotonic() >= hold_until):
             _import(to_import.pop(0))
     _end(jobs)  # Snakemake is gone
@@ -421,10 +457,14 @@ def _receive(conn):
 
 
 def _take(conn, jobs, server_fds):
-    """Fork a process that runs the job of ``conn``; its pid (None if refused)."""
+    """Fork a process that runs the job of ``conn``; its pid (None if refused,
+    :data:`_ANNOUNCEMENT` for an announcement)."""
     fds = {}
     try:
         request, fds = _receive(conn)
+        if request.get("announce"):
+            conn.close()
+            return _ANNOUNCEMENT
         if request.get("executable") != sys.executable:
             conn.sendall(b"refused another-python\n")
             raise OSError("another Python")
