@@ -60,17 +60,19 @@ PRELOAD = (
     "cbma.compiled:load_chain", "cbma.chunks", "cbma.stats",
     # The larger imports in steps of at most ~0.2 s: a job that comes during an
     # import waits for its end (those of the Monte Carlo chain come meanwhile).
+    # First what every analysis' later jobs import (correction, diagnostics,
+    # figures, the report and its viewers' template), then the comparisons',
+    # decoding's and the text model's.
     "scipy.linalg", "scipy.special", "scipy.spatial", "scipy.optimize", "scipy.integrate",
     "scipy.interpolate", "scipy.stats", "cbma.correct", "cbma.clusters",
-    "cbma.atlases", "cbma.diagnostics", "cbma.compare", "cbma.chi2", "cbma.layout",
+    "cbma.atlases", "cbma.diagnostics", "cbma.layout",
     "matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg", "cbma.figures",
     "sklearn.base", "matplotlib.pyplot", "scipy.signal", "sklearn.cluster",
     "sklearn.utils.estimator_checks", "nilearn.image", "nilearn.maskers", "nilearn.datasets",
-    "nilearn.plotting", "cbma.decode", "cbma.text", "cbma.text_model",
-    "cbma.evaluate", "cbma.compiled:load_rest", "cbma.classify", "cbma.provenance", "yaml",
-    "jinja2", "cbma.report",
-    # and what every report job loads the same: the viewers' template
+    "nilearn.plotting", "cbma.provenance", "yaml", "jinja2", "cbma.report",
     "cbma.viewer:background",
+    "cbma.compare", "cbma.chi2", "cbma.decode", "cbma.text", "cbma.text_model",
+    "cbma.evaluate", "cbma.compiled:load_rest", "cbma.classify",
 )
 
 #: The first CHAIN of PRELOAD (what the jobs up to the Monte Carlo import) are
