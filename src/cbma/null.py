@@ -452,10 +452,15 @@ def _sum_cores(centres_it, focus_kernel, dense, core_ptr, core_off, run_ptr, run
             lo = c_z + run_z[r]
             a = max(lo, span_lo[row])
             b = min(lo + run_first[r + 1] - run_first[r], span_hi[row])
+            if a >= b:
+                continue
             shift = span_start[row] - span_lo[row]  # approx index of voxel z of the row
             j = run_first[r] - lo  # core_log index of voxel z of the run
-            for z in range(a, b):
-                approx[shift + z] += core_log[j + z]
+            # as slices, which the compiler knows do not overlap: vector adds
+            target = approx[shift + a:shift + b]
+            source = core_log[j + a:j + b]
+            for i in range(b - a):
+                target[i] += source[i]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -463,19 +468,20 @@ def _list_below(approx, level, dense, span_voxel, out, out_value):
     """The voxels whose first-stage sum is below ``level`` (< 0).
 
     Lists their padded flat indices in ``out`` and their sums in
-    ``out_value``, in voxel order; returns their number. Blocks of 16 sums
-    whose smallest is not below ``level`` (most of them) are passed over
-    whole. ``dense``: ``approx`` is the padded volume (:func:`_sum_cores`).
+    ``out_value``, in voxel order; returns their number. Blocks of 32 sums
+    none of which is below ``level`` (most of them) are passed over whole.
+    ``dense``: ``approx`` is the padded volume (:func:`_sum_cores`).
     """
     n = 0
-    block = 16
+    block = 32
     for b0 in range(0, approx.size, block):
         b1 = min(b0 + block, approx.size)
-        smallest = approx[b0]
-        for i in range(b0 + 1, b1):
-            smallest = min(smallest, approx[i])
-        if smallest >= level:
-            continue
+        if b1 - b0 == block:  # counting, not branching: vector compares
+            below = 0
+            for i in range(b0, b0 + block):
+                below += approx[i] < level
+            if below == 0:
+                continue
         for i in range(b0, b1):
             if approx[i] < level:
                 out[n] = i if dense else span_voxel[i]
