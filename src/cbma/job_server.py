@@ -327,8 +327,9 @@ def serve(listener_fd, parent_pid):
     there are cores, so that its imports do not slow the Monte Carlo chunks,
     and not while a job is about to come: just after a job ended
     (:data:`HOLD_AFTER_JOB`), and once Snakemake announced one
-    (:data:`ANNOUNCED_WAIT`); it takes every job waiting before it imports. A module that
-    fails to import is reported on stderr and left to the jobs that need it.
+    (:data:`ANNOUNCED_WAIT`). It takes every job waiting before it imports.
+    A module that fails to import is reported on stderr and left to the jobs
+    that need it.
     """
     listener = socket.socket(fileno=listener_fd)
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -379,6 +380,8 @@ def serve(listener_fd, parent_pid):
             if not any(key.fileobj is listener for key, _ in events):
                 break
             wait = 0
+        if announced and time.monotonic() >= hold_until:
+            announced = 0  # announced jobs that did not come (refused, or never handed over)
         if _reap(jobs):  # the jobs that waited for it are announced within a few hundredths
             hold_until = max(hold_until, time.monotonic() + HOLD_AFTER_JOB)
         if may_import() and (in_chain() or time.monotonic() >= hold_until):
