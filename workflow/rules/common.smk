@@ -13,9 +13,10 @@ from snakemake.script import PythonScript
 
 # Local runs: a job server that has the library imported runs each rule
 # script in a fork of itself (cbma.job_server); cluster jobs run as before.
-# It starts importing while Snakemake builds the DAG (about a second), and the
-# jobs find it once the run starts, if the run is local; otherwise it stops
-# (a cluster run) or ends with this process (a dry run, --lint).
+# It starts importing before the workflow's own imports, while Snakemake reads
+# the workflow and builds the DAG, and the jobs find it once the run starts,
+# if the run is local; otherwise it stops (a cluster run) or ends with this
+# process (a dry run, --lint).
 _JOB_SERVER = [job_server.start(advertised=False)] if workflow.is_main_process else []
 # Each script job hands over before Snakemake's preamble (0.1 s of imports).
 job_server.hand_over_first(PythonScript)
