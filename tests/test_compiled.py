@@ -14,6 +14,14 @@ def twice(x):
     return 2 * x
 
 
+@numba.njit(cache=True, parallel=True)
+def total(x):
+    s = 0.0
+    for i in numba.prange(x.size):
+        s += x[i]
+    return s
+
+
 def plain(x):
     return x
 """
@@ -22,14 +30,17 @@ def plain(x):
 # with the argument types given, and say what numba did.
 PROBE = textwrap.dedent("""
     import json, sys
+    import numpy as np
     import probe_module
     from cbma import compiled
     loaded = compiled.load_cached(["probe_module"])
     before = len(probe_module.twice.overloads)
+    parallel = len(probe_module.total.overloads)
     for arg in json.loads(sys.argv[1]):
         probe_module.twice(arg)
+        probe_module.total(np.ones(3))
     stats = probe_module.twice.stats
-    print(json.dumps({"loaded": loaded, "before": before,
+    print(json.dumps({"loaded": loaded, "before": before, "parallel": parallel,
                       "misses": sum(stats.cache_misses.values()),
                       "hits": sum(stats.cache_hits.values())}))
 """)
@@ -46,12 +57,16 @@ def _probe(tmp_path, args):
 def test_cached_versions_are_loaded_before_the_first_call_and_nothing_is_compiled(tmp_path):
     (tmp_path / "probe_module.py").write_text(MODULE)
     # a cold cache: nothing to load, and nothing compiled by loading
-    assert _probe(tmp_path, []) == {"loaded": 0, "before": 0, "misses": 0, "hits": 0}
+    assert _probe(tmp_path, []) == {"loaded": 0, "before": 0, "parallel": 0, "misses": 0,
+                                    "hits": 0}
     # the first calls compile two versions (int and float) and cache them
     first = _probe(tmp_path, [1, 2.5])
     assert first["loaded"] == 0 and first["misses"] == 2
-    # a later process has both before any call, read from the cache, not compiled
-    assert _probe(tmp_path, [3, 4.5]) == {"loaded": 2, "before": 2, "misses": 0, "hits": 2}
+    # a later process has both before any call, read from the cache, not compiled;
+    # the parallel function is left to the calls (a forked process cannot use the
+    # thread pool that loading it sets up)
+    assert _probe(tmp_path, [3, 4.5]) == {"loaded": 2, "before": 2, "parallel": 0, "misses": 0,
+                                          "hits": 2}
     # an edited function: its cache no longer applies, nothing is loaded
     (tmp_path / "probe_module.py").write_text(MODULE.replace("2 * x", "3 * x") + "\n#\n")
     assert _probe(tmp_path, [])["loaded"] == 0

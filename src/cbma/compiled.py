@@ -31,7 +31,9 @@ def load_cached(module_names):
     ----------
     module_names : iterable of str
         Modules whose own ``numba.njit(cache=True)`` functions to load (imported
-        if need be).
+        if need be). Functions compiled with ``parallel=True`` are left to the
+        jobs: loading one sets up numba's thread pool, which a process forked
+        from this one cannot use (the job server forks every job).
 
     Returns
     -------
@@ -44,7 +46,8 @@ def load_cached(module_names):
     for name in module_names:
         module = importlib.import_module(name)
         for value in vars(module).values():
-            if isinstance(value, Dispatcher) and value.py_func.__module__ == name:
+            if (isinstance(value, Dispatcher) and value.py_func.__module__ == name
+                    and not value.targetoptions.get("parallel")):
                 loaded += _load(value)
     return loaded
 
